@@ -1,0 +1,329 @@
+//! Chunkers built on [`text_splitter`].
+//!
+//! [`TextChunker`] splits plain text and [`MarkdownChunker`] Markdown, each
+//! sized by characters or by tokens ([`TokenEncoding`], tiktoken), with
+//! overlap. Every chunk records its byte range, and its text is exactly that
+//! span of the document, so a citation can point at the source.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use text_splitter::{Characters, ChunkConfig, MarkdownSplitter, TextSplitter};
+use tiktoken_rs::CoreBPE;
+
+use crate::error::{Error, Result};
+use crate::traits::Chunker;
+use crate::types::{Chunk, Document};
+
+/// A tiktoken encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenEncoding {
+    /// `cl100k_base` (GPT-3.5/4, text-embedding-3).
+    #[default]
+    Cl100k,
+    /// `o200k_base` (GPT-4o and later).
+    O200k,
+}
+
+impl TokenEncoding {
+    /// The shared encoder (built once per process).
+    pub fn bpe(self) -> &'static CoreBPE {
+        match self {
+            Self::Cl100k => tiktoken_rs::cl100k_base_singleton(),
+            Self::O200k => tiktoken_rs::o200k_base_singleton(),
+        }
+    }
+
+    /// Tokens in `text` (no special tokens).
+    pub fn count(self, text: &str) -> usize {
+        self.bpe().encode_ordinary(text).len()
+    }
+}
+
+/// How big chunks are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "unit")]
+pub enum ChunkSize {
+    /// At most `max` characters, `overlap` characters shared with the
+    /// previous chunk.
+    Characters {
+        /// Most characters per chunk.
+        max: usize,
+        /// Characters of overlap.
+        overlap: usize,
+    },
+    /// At most `max` tokens of `encoding`, `overlap` tokens shared.
+    Tokens {
+        /// The tokenizer.
+        encoding: TokenEncoding,
+        /// Most tokens per chunk.
+        max: usize,
+        /// Tokens of overlap.
+        overlap: usize,
+    },
+}
+
+impl ChunkSize {
+    fn check(self) -> Result<Self> {
+        let (max, overlap) = match self {
+            Self::Characters { max, overlap } | Self::Tokens { max, overlap, .. } => (max, overlap),
+        };
+        if max == 0 {
+            return Err(Error::invalid_input("chunk size must be at least 1"));
+        }
+        if overlap >= max {
+            return Err(Error::invalid_input(format!(
+                "chunk overlap ({overlap}) must be smaller than the chunk size ({max})"
+            )));
+        }
+        Ok(self)
+    }
+}
+
+enum Splitter {
+    TextChars(TextSplitter<Characters>),
+    TextTokens(TextSplitter<&'static CoreBPE>, TokenEncoding),
+    MdChars(MarkdownSplitter<Characters>),
+    MdTokens(MarkdownSplitter<&'static CoreBPE>, TokenEncoding),
+}
+
+fn config_err(e: impl fmt::Display) -> Error {
+    Error::invalid_input(format!("chunker configuration: {e}"))
+}
+
+impl Splitter {
+    fn new(markdown: bool, size: ChunkSize) -> Result<Self> {
+        Ok(match size.check()? {
+            ChunkSize::Characters { max, overlap } => {
+                let cfg = ChunkConfig::new(max)
+                    .with_overlap(overlap)
+                    .map_err(config_err)?
+                    .with_trim(true);
+                if markdown {
+                    Self::MdChars(MarkdownSplitter::new(cfg))
+                } else {
+                    Self::TextChars(TextSplitter::new(cfg))
+                }
+            }
+            ChunkSize::Tokens {
+                encoding,
+                max,
+                overlap,
+            } => {
+                let cfg = ChunkConfig::new(max)
+                    .with_overlap(overlap)
+                    .map_err(config_err)?
+                    .with_sizer(encoding.bpe())
+                    .with_trim(true);
+                if markdown {
+                    Self::MdTokens(MarkdownSplitter::new(cfg), encoding)
+                } else {
+                    Self::TextTokens(TextSplitter::new(cfg), encoding)
+                }
+            }
+        })
+    }
+
+    fn chunks(&self, doc: &Document) -> Vec<Chunk> {
+        let text = doc.text();
+        let spans: Vec<(usize, &str)> = match self {
+            Self::TextChars(s) => s.chunk_indices(text).collect(),
+            Self::TextTokens(s, _) => s.chunk_indices(text).collect(),
+            Self::MdChars(s) => s.chunk_indices(text).collect(),
+            Self::MdTokens(s, _) => s.chunk_indices(text).collect(),
+        };
+        let encoding = match self {
+            Self::TextTokens(_, e) | Self::MdTokens(_, e) => Some(*e),
+            _ => None,
+        };
+        // The document-level values are computed once, not per chunk.
+        let hash = doc.content_hash();
+        let metadata = doc.metadata();
+        spans
+            .into_iter()
+            .filter(|(_, s)| !s.trim().is_empty())
+            .enumerate()
+            .map(|(i, (offset, s))| {
+                let position = u32::try_from(i).unwrap_or(u32::MAX);
+                Chunk {
+                    id: crate::types::ChunkId::derive(doc.id(), position, s),
+                    document_id: doc.id().clone(),
+                    source: doc.source().to_owned(),
+                    text: s.to_owned(),
+                    byte_range: offset..offset + s.len(),
+                    position,
+                    token_count: encoding.map(|e| e.count(s) as u32),
+                    metadata: metadata.clone(),
+                    document_hash: hash.clone(),
+                }
+            })
+            .collect()
+    }
+}
+
+macro_rules! chunker {
+    ($(#[$doc:meta])* $name:ident, $markdown:expr) => {
+        $(#[$doc])*
+        pub struct $name {
+            size: ChunkSize,
+            splitter: Splitter,
+        }
+
+        impl $name {
+            /// A chunker of this size.
+            pub fn new(size: ChunkSize) -> Result<Self> {
+                Ok(Self { size, splitter: Splitter::new($markdown, size)? })
+            }
+
+            /// Chunks of at most `max` characters, `overlap` shared.
+            pub fn by_chars(max: usize, overlap: usize) -> Result<Self> {
+                Self::new(ChunkSize::Characters { max, overlap })
+            }
+
+            /// Chunks of at most `max` tokens of `encoding`, `overlap` shared.
+            pub fn by_tokens(encoding: TokenEncoding, max: usize, overlap: usize) -> Result<Self> {
+                Self::new(ChunkSize::Tokens { encoding, max, overlap })
+            }
+
+            /// The configured size.
+            pub fn size(&self) -> ChunkSize {
+                self.size
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name)).field("size", &self.size).finish()
+            }
+        }
+
+        impl Chunker for $name {
+            fn chunk(&self, doc: &Document) -> Result<Vec<Chunk>> {
+                doc.validate()?;
+                Ok(self.splitter.chunks(doc))
+            }
+        }
+    };
+}
+
+chunker!(
+    /// Splits plain text at the largest semantic unit that fits (sentences,
+    /// then words, then graphemes).
+    TextChunker,
+    false
+);
+
+chunker!(
+    /// Splits Markdown along its structure (sections, blocks, then text).
+    MarkdownChunker,
+    true
+);
+
+impl Default for TextChunker {
+    /// 1,000 characters with 100 of overlap.
+    fn default() -> Self {
+        Self {
+            size: ChunkSize::Characters {
+                max: 1000,
+                overlap: 100,
+            },
+            splitter: Splitter::TextChars(TextSplitter::new(
+                ChunkConfig::new(1000)
+                    .with_overlap(100)
+                    .unwrap_or_else(|_| ChunkConfig::new(1000))
+                    .with_trim(true),
+            )),
+        }
+    }
+}
+
+/// A chunker chosen by the document's source extension: Markdown for
+/// `.md`/`.markdown`, plain text otherwise, both with the same size.
+#[derive(Debug)]
+pub struct AutoChunker {
+    text: TextChunker,
+    markdown: MarkdownChunker,
+}
+
+impl AutoChunker {
+    /// Both chunkers with this size.
+    pub fn new(size: ChunkSize) -> Result<Self> {
+        Ok(Self {
+            text: TextChunker::new(size)?,
+            markdown: MarkdownChunker::new(size)?,
+        })
+    }
+}
+
+impl Chunker for AutoChunker {
+    fn chunk(&self, doc: &Document) -> Result<Vec<Chunk>> {
+        let src = doc.source().to_ascii_lowercase();
+        if src.ends_with(".md") || src.ends_with(".markdown") {
+            self.markdown.chunk(doc)
+        } else {
+            self.text.chunk(doc)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_match_source_and_sizes_hold() {
+        let text =
+            "Alpha beta gamma. Delta épsilon ζeta.\n\nEta theta iota kappa. 東京は大きい。\n"
+                .repeat(20);
+        let doc = Document::new("x.txt", text.clone());
+        for chunker in [
+            Box::new(TextChunker::by_chars(80, 10).unwrap()) as Box<dyn Chunker>,
+            Box::new(TextChunker::by_tokens(TokenEncoding::Cl100k, 20, 4).unwrap()),
+            Box::new(MarkdownChunker::by_chars(80, 0).unwrap()),
+            Box::new(MarkdownChunker::by_tokens(TokenEncoding::O200k, 20, 0).unwrap()),
+        ] {
+            let chunks = chunker.chunk(&doc).unwrap();
+            assert!(chunks.len() > 5, "{chunker:?}");
+            for (i, c) in chunks.iter().enumerate() {
+                assert_eq!(c.position as usize, i);
+                assert_eq!(&text[c.byte_range.clone()], c.text);
+            }
+        }
+        let by_tokens = TextChunker::by_tokens(TokenEncoding::Cl100k, 20, 4).unwrap();
+        for c in by_tokens.chunk(&doc).unwrap() {
+            let n = c.token_count.unwrap();
+            assert!(n <= 20 && n == TokenEncoding::Cl100k.count(&c.text) as u32);
+        }
+        for c in TextChunker::by_chars(80, 10).unwrap().chunk(&doc).unwrap() {
+            assert!(c.text.chars().count() <= 80);
+        }
+    }
+
+    #[test]
+    fn bad_config_and_bad_docs_are_errors() {
+        assert!(TextChunker::by_chars(0, 0).is_err());
+        assert!(TextChunker::by_chars(10, 10).is_err());
+        assert!(
+            TextChunker::default()
+                .chunk(&Document::new("a", " "))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn markdown_keeps_sections_apart() {
+        let md = "# One\n\nFirst section text.\n\n# Two\n\nSecond section text.\n";
+        let doc = Document::new("a.md", md);
+        let chunks = AutoChunker::new(ChunkSize::Characters {
+            max: 40,
+            overlap: 0,
+        })
+        .unwrap()
+        .chunk(&doc)
+        .unwrap();
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks[0].text.starts_with("# One"));
+        assert!(chunks[1].text.starts_with("# Two"));
+    }
+}

@@ -1,0 +1,137 @@
+//! Embedders that need no model.
+
+use async_trait::async_trait;
+
+use crate::error::{Error, Result};
+use crate::text::{Analyzer, AnalyzerConfig};
+use crate::traits::Embedder;
+
+/// A deterministic offline embedder by feature hashing.
+///
+/// Each text's word unigrams and bigrams (from the keyword [`Analyzer`]) and
+/// character trigrams of each word are hashed (FNV-1a, stable across runs and
+/// machines) into `dimensions` signed buckets with sublinear term frequency,
+/// then L2-normalised. Texts that share words get similar vectors.
+///
+/// **It is not a semantic model**: "car" and "automobile" are unrelated to
+/// it. Use it for tests, for offline demos, and as the fallback when no real
+/// model is configured.
+#[derive(Clone, Debug)]
+pub struct HashEmbedder {
+    dimensions: usize,
+    model_id: String,
+    analyzer: Analyzer,
+}
+
+impl HashEmbedder {
+    /// A hash embedder producing `dimensions`-long vectors (at least 1).
+    pub fn new(dimensions: usize) -> Self {
+        let dimensions = dimensions.max(1);
+        Self {
+            dimensions,
+            model_id: format!("hash-embedder-v1-{dimensions}"),
+            analyzer: Analyzer::new(AnalyzerConfig::default()),
+        }
+    }
+
+    /// Embeds one text synchronously.
+    pub fn embed_one(&self, text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; self.dimensions];
+        let terms = self.analyzer.terms(text);
+        let mut counts: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+        let mut add = |h: u64, w: f32| *counts.entry(h).or_default() += w;
+        for (i, t) in terms.iter().enumerate() {
+            add(fnv1a(&[b"u", t.as_bytes()]), 1.0);
+            if let Some(next) = terms.get(i + 1) {
+                add(fnv1a(&[b"b", t.as_bytes(), b" ", next.as_bytes()]), 0.5);
+            }
+            let chars: Vec<char> = format!("<{t}>").chars().collect();
+            for w in chars.windows(3) {
+                let s: String = w.iter().collect();
+                add(fnv1a(&[b"c", s.as_bytes()]), 0.25);
+            }
+        }
+        for (h, tf) in counts {
+            let bucket = (h % self.dimensions as u64) as usize;
+            let sign = if (h >> 63) & 1 == 1 { -1.0 } else { 1.0 };
+            v[bucket] += sign * (1.0 + tf.ln_1p());
+        }
+        let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if norm > 0.0 {
+            v.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    }
+}
+
+impl Default for HashEmbedder {
+    /// 384 dimensions, the size of common small sentence models.
+    fn default() -> Self {
+        Self::new(384)
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in *p {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    // Final avalanche so low bits (the bucket) depend on every input bit.
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+#[async_trait]
+impl Embedder for HashEmbedder {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn dimensions(&self) -> usize {
+        self.dimensions
+    }
+
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
+            return Err(Error::invalid_input(format!("text at index {i} is empty")));
+        }
+        Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+    }
+
+    async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
+        if query.trim().is_empty() {
+            return Err(Error::invalid_input("query is empty"));
+        }
+        Ok(self.embed_one(query))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cos(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn similar_texts_are_closer() {
+        let e = HashEmbedder::new(256);
+        let a = e.embed_one("rotate the api keys every month");
+        let b = e.embed_one("api keys are rotated monthly");
+        let c = e.embed_one("the cafeteria serves lunch at noon");
+        assert!(
+            cos(&a, &b) > cos(&a, &c) + 0.1,
+            "{} vs {}",
+            cos(&a, &b),
+            cos(&a, &c)
+        );
+        assert!((cos(&a, &a) - 1.0).abs() < 1e-5);
+        assert_eq!(a, e.embed_one("rotate the api keys every month"));
+    }
+}

@@ -1,0 +1,242 @@
+//! The one error type of the workspace.
+//!
+//! Every adapter keeps a private error of its own and converts it into
+//! [`Error`] with `From`, keeping the original as `source`. Callers match on
+//! the variant to decide what to do, and layers such as retry ask
+//! [`Error::is_retryable`].
+
+use std::time::Duration;
+
+/// A boxed error usable as a `source`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the error type.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every error a `rag` component returns.
+///
+/// Variants carry meaning, not the backend they came from: a missing session
+/// is [`Error::NotFound`] whether it lived in memory or in PostgreSQL. Messages
+/// never contain secrets (API keys, passwords) and never contain document text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The caller passed something malformed: an empty document, a filter on
+    /// an invalid key, a vector of the wrong dimension, an oversized request.
+    /// Nothing was changed.
+    #[error("invalid input: {message}")]
+    InvalidInput {
+        /// What was wrong, naming the field or index where possible.
+        message: String,
+    },
+
+    /// The named thing does not exist.
+    #[error("not found: {what}")]
+    NotFound {
+        /// What was looked for, for example `session 3f2a…`.
+        what: String,
+    },
+
+    /// The backend cannot do this operation natively. Returned instead of a
+    /// silently wrong answer.
+    #[error("unsupported by {backend}: {operation}")]
+    Unsupported {
+        /// The backend that refused.
+        backend: String,
+        /// What was asked of it.
+        operation: String,
+    },
+
+    /// A prompt (or an input to embed) is longer than the model accepts.
+    #[error("context length exceeded: {tokens} tokens, limit {limit}")]
+    ContextLengthExceeded {
+        /// Tokens needed.
+        tokens: usize,
+        /// Tokens allowed.
+        limit: usize,
+    },
+
+    /// The provider or a client-side limiter asks the caller to slow down.
+    #[error("rate limited{}", retry_after.map(|d| format!(", retry after {d:?}")).unwrap_or_default())]
+    RateLimited {
+        /// How long the provider asked us to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+
+    /// Credentials were missing, wrong or lacked permission.
+    #[error("unauthorized: {message}")]
+    Unauthorized {
+        /// What the provider said, with any secret removed.
+        message: String,
+    },
+
+    /// An operation did not finish in time.
+    #[error("timed out after {elapsed:?}: {operation}")]
+    Timeout {
+        /// The operation that timed out.
+        operation: String,
+        /// How long it ran.
+        elapsed: Duration,
+    },
+
+    /// Stored data is corrupt or was written by something else: a persisted
+    /// file that fails its checksum, a table with a foreign schema.
+    #[error("corrupt or incompatible data in {location}: {message}")]
+    Corrupt {
+        /// Where: a path, a table name.
+        location: String,
+        /// What did not match.
+        message: String,
+    },
+
+    /// A backend (database, HTTP API, model runtime) failed.
+    #[error("{backend} error{}: {message}", if *retryable { " (transient)" } else { "" })]
+    Backend {
+        /// Which backend: `pgvector`, `qdrant`, `openai`, …
+        backend: String,
+        /// Whether repeating the same call may succeed.
+        retryable: bool,
+        /// A one-line description.
+        message: String,
+        /// The backend's own error.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// A retry layer gave up; `last` is the error of the final attempt.
+    #[error("gave up after {attempts} attempts: {last}")]
+    RetriesExhausted {
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last error seen.
+        #[source]
+        last: Box<Error>,
+    },
+
+    /// The operation was cancelled (a dropped stream, a shutdown).
+    #[error("cancelled: {0}")]
+    Cancelled(String),
+}
+
+impl Error {
+    /// `InvalidInput` with a message.
+    pub fn invalid_input(message: impl Into<String>) -> Self {
+        Self::InvalidInput {
+            message: message.into(),
+        }
+    }
+
+    /// `NotFound` naming what was looked for.
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::NotFound { what: what.into() }
+    }
+
+    /// `Unsupported` for an operation on a backend.
+    pub fn unsupported(backend: impl Into<String>, operation: impl Into<String>) -> Self {
+        Self::Unsupported {
+            backend: backend.into(),
+            operation: operation.into(),
+        }
+    }
+
+    /// A backend error without a source.
+    pub fn backend(
+        backend: impl Into<String>,
+        retryable: bool,
+        message: impl Into<String>,
+    ) -> Self {
+        Self::Backend {
+            backend: backend.into(),
+            retryable,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A backend error keeping its source.
+    pub fn backend_with_source(
+        backend: impl Into<String>,
+        retryable: bool,
+        message: impl Into<String>,
+        source: impl Into<BoxError>,
+    ) -> Self {
+        Self::Backend {
+            backend: backend.into(),
+            retryable,
+            message: message.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// Whether the same call may succeed if repeated: rate limits, timeouts
+    /// and transient backend failures. Everything else (bad input, missing
+    /// things, auth, unsupported operations, corrupt data) will fail again.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::RateLimited { .. } | Self::Timeout { .. } => true,
+            Self::Backend { retryable, .. } => *retryable,
+            _ => false,
+        }
+    }
+
+    /// How long the provider asked to wait, for `RateLimited`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// A short stable name of the variant, for metrics labels and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::InvalidInput { .. } => "invalid_input",
+            Self::NotFound { .. } => "not_found",
+            Self::Unsupported { .. } => "unsupported",
+            Self::ContextLengthExceeded { .. } => "context_length_exceeded",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::Unauthorized { .. } => "unauthorized",
+            Self::Timeout { .. } => "timeout",
+            Self::Corrupt { .. } => "corrupt",
+            Self::Backend { .. } => "backend",
+            Self::RetriesExhausted { .. } => "retries_exhausted",
+            Self::Cancelled(_) => "cancelled",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retryable_classification() {
+        assert!(Error::RateLimited { retry_after: None }.is_retryable());
+        assert!(
+            Error::Timeout {
+                operation: "x".into(),
+                elapsed: Duration::from_secs(1)
+            }
+            .is_retryable()
+        );
+        assert!(Error::backend("pg", true, "reset").is_retryable());
+        assert!(!Error::backend("pg", false, "syntax").is_retryable());
+        assert!(!Error::invalid_input("bad").is_retryable());
+        assert!(!Error::not_found("x").is_retryable());
+        let exhausted = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(Error::RateLimited { retry_after: None }),
+        };
+        assert!(!exhausted.is_retryable());
+        assert!(exhausted.to_string().contains("3 attempts"));
+    }
+
+    #[test]
+    fn display_mentions_retry_after() {
+        let e = Error::RateLimited {
+            retry_after: Some(Duration::from_secs(2)),
+        };
+        assert_eq!(e.to_string(), "rate limited, retry after 2s");
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(2)));
+    }
+}

@@ -1,0 +1,37 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod chat;
+pub mod chunking;
+pub mod embed;
+mod error;
+pub mod filter;
+pub mod memory;
+pub mod search;
+pub mod session;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+pub mod text;
+mod traits;
+mod types;
+
+pub use chat::{ChatDelta, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage};
+pub use chunking::{AutoChunker, ChunkSize, MarkdownChunker, TextChunker, TokenEncoding};
+pub use embed::HashEmbedder;
+pub use error::{BoxError, Error, Result};
+pub use filter::{Field, Filter, FilterOp, Scalar};
+pub use memory::{MemorySessionStore, MemoryVectorStore};
+pub use search::{Capabilities, Distance, Fusion, ScoredChunk, SearchMode, SearchRequest};
+pub use session::{NewSession, Session, SessionId, StoredMessage};
+pub use traits::{
+    ChatStream, Chunker, DocumentInfo, Embedder, LlmClient, Reranker, SessionStore, VectorStore,
+};
+pub use types::{
+    Chunk, ChunkId, Document, DocumentId, EmbeddedChunk, MAX_ID_BYTES, MAX_NAMESPACE_BYTES,
+    Metadata, Namespace,
+};
+
+/// Re-exported so users implement the traits with the same macro version.
+pub use async_trait::async_trait;

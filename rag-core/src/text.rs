@@ -1,0 +1,147 @@
+//! Text analysis for keyword search: the tokenizer that BM25 here and sparse
+//! vectors in adapters share, so that every backend tokenizes alike.
+
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
+
+use rust_stemmers::{Algorithm, Stemmer};
+use serde::{Deserialize, Serialize};
+use unicode_segmentation::UnicodeSegmentation;
+
+/// English stop words (the list used by Lucene's English analyzer, extended
+/// with a few pronouns).
+pub const ENGLISH_STOP_WORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "i", "me", "my", "we", "our", "you", "your", "he",
+    "she", "his", "her", "its", "what", "which", "who", "whom", "do", "does", "did", "have", "has",
+    "had", "been", "being", "were", "am", "from", "so", "than", "too", "very", "can", "just",
+    "should", "would", "could", "about", "how", "when", "where", "why",
+];
+
+/// How text becomes terms.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct AnalyzerConfig {
+    /// Lowercase terms (Unicode-aware).
+    pub lowercase: bool,
+    /// Drop English stop words.
+    pub stop_words: bool,
+    /// Stem with the English Snowball stemmer.
+    pub stem: bool,
+    /// Drop terms longer than this many bytes.
+    pub max_term_bytes: usize,
+}
+
+impl Default for AnalyzerConfig {
+    fn default() -> Self {
+        Self {
+            lowercase: true,
+            stop_words: true,
+            stem: true,
+            max_term_bytes: 64,
+        }
+    }
+}
+
+/// Splits text on Unicode word boundaries (UAX #29), lowercases, drops stop
+/// words and stems, per its [`AnalyzerConfig`].
+///
+/// ```
+/// use rag_core::text::Analyzer;
+/// let a = Analyzer::default();
+/// assert_eq!(a.terms("The Keys are rotated monthly"), ["key", "rotat", "month"]);
+/// ```
+#[derive(Clone)]
+pub struct Analyzer {
+    config: AnalyzerConfig,
+    stemmer: Option<Arc<Stemmer>>,
+}
+
+impl std::fmt::Debug for Analyzer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Analyzer")
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl Default for Analyzer {
+    fn default() -> Self {
+        Self::new(AnalyzerConfig::default())
+    }
+}
+
+fn stop_words() -> &'static HashSet<&'static str> {
+    static SET: OnceLock<HashSet<&'static str>> = OnceLock::new();
+    SET.get_or_init(|| ENGLISH_STOP_WORDS.iter().copied().collect())
+}
+
+impl Analyzer {
+    /// An analyzer with this configuration.
+    pub fn new(config: AnalyzerConfig) -> Self {
+        let stemmer = config
+            .stem
+            .then(|| Arc::new(Stemmer::create(Algorithm::English)));
+        Self { config, stemmer }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &AnalyzerConfig {
+        &self.config
+    }
+
+    /// The terms of `text`, in order, with repeats.
+    pub fn terms(&self, text: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        self.for_each_term(text, |t| out.push(t.to_owned()));
+        out
+    }
+
+    /// Calls `f` with each term of `text`, in order, with repeats.
+    pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
+        let stops = stop_words();
+        let mut lower = String::new();
+        for word in text.unicode_words() {
+            let w: &str = if self.config.lowercase {
+                lower.clear();
+                lower.extend(word.chars().flat_map(char::to_lowercase));
+                &lower
+            } else {
+                word
+            };
+            if self.config.stop_words && stops.contains(w) {
+                continue;
+            }
+            if w.len() > self.config.max_term_bytes {
+                continue;
+            }
+            match &self.stemmer {
+                Some(s) => f(&s.stem(w)),
+                None => f(w),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unicode_and_options() {
+        let a = Analyzer::new(AnalyzerConfig {
+            stem: false,
+            stop_words: false,
+            ..AnalyzerConfig::default()
+        });
+        assert_eq!(
+            a.terms("Straße, ÉCOLE! 東京 can't"),
+            ["straße", "école", "東", "京", "can't"]
+        );
+        let b = Analyzer::default();
+        assert_eq!(b.terms("the running of the dogs"), ["run", "dog"]);
+        assert!(b.terms("").is_empty());
+        assert!(b.terms(&"x".repeat(100)).is_empty());
+    }
+}

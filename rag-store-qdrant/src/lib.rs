@@ -1,0 +1,8 @@
+//! VectorStore for rag on a Qdrant server.
+//!
+//! This crate is a placeholder in the workspace layout; its implementation
+//! lands with its own issue. It depends only on `rag-core`.
+
+#![forbid(unsafe_code)]
+
+pub use rag_core;

@@ -10,6 +10,7 @@
 //!   embedder the suites use.
 
 mod scripted;
+pub mod session_store;
 
 pub use crate::embed::HashEmbedder;
 pub use scripted::{ScriptedLlm, Step};

@@ -11,6 +11,7 @@
 
 mod scripted;
 pub mod vector_store;
+pub mod session_store;
 
 pub use crate::embed::HashEmbedder;
 pub use scripted::{ScriptedLlm, Step};

@@ -7,13 +7,16 @@
 
 use std::fmt;
 
+use std::cell::RefCell;
+use std::collections::HashMap;
+
 use serde::{Deserialize, Serialize};
-use text_splitter::{Characters, ChunkConfig, MarkdownSplitter, TextSplitter};
+use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tiktoken_rs::CoreBPE;
 
 use crate::error::{Error, Result};
 use crate::traits::Chunker;
-use crate::types::{Chunk, Document};
+use crate::types::{Chunk, ChunkId, Document};
 
 /// A tiktoken encoding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,11 +84,43 @@ impl ChunkSize {
     }
 }
 
-enum Splitter {
-    TextChars(TextSplitter<Characters>),
-    TextTokens(TextSplitter<&'static CoreBPE>, TokenEncoding),
-    MdChars(MarkdownSplitter<Characters>),
-    MdTokens(MarkdownSplitter<&'static CoreBPE>, TokenEncoding),
+/// A token sizer that remembers every span it measured, so the count of
+/// each final chunk (which the splitter has already measured while choosing
+/// it) is read back instead of tokenizing the chunk again.
+struct MemoSizer {
+    bpe: &'static CoreBPE,
+    memo: RefCell<HashMap<(usize, usize), usize>>,
+}
+
+impl MemoSizer {
+    fn new(encoding: TokenEncoding) -> Self {
+        Self {
+            bpe: encoding.bpe(),
+            memo: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn count(&self, span: &str) -> usize {
+        let key = (span.as_ptr() as usize, span.len());
+        if let Some(n) = self.memo.borrow().get(&key) {
+            return *n;
+        }
+        let n = self.bpe.encode_ordinary(span).len();
+        self.memo.borrow_mut().insert(key, n);
+        n
+    }
+}
+
+impl ChunkSizer for MemoSizer {
+    fn size(&self, chunk: &str) -> usize {
+        self.count(chunk)
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Splitter {
+    markdown: bool,
+    size: ChunkSize,
 }
 
 fn config_err(e: impl fmt::Display) -> Error {
@@ -94,49 +129,60 @@ fn config_err(e: impl fmt::Display) -> Error {
 
 impl Splitter {
     fn new(markdown: bool, size: ChunkSize) -> Result<Self> {
-        Ok(match size.check()? {
+        let size = size.check()?;
+        // Fail at construction, not at first use, on a bad configuration.
+        let (max, overlap) = match size {
+            ChunkSize::Characters { max, overlap } | ChunkSize::Tokens { max, overlap, .. } => {
+                (max, overlap)
+            }
+        };
+        ChunkConfig::new(max)
+            .with_overlap(overlap)
+            .map_err(config_err)?;
+        Ok(Self { markdown, size })
+    }
+
+    fn spans<'t>(&self, text: &'t str) -> (Vec<(usize, &'t str)>, Option<MemoSizer>) {
+        // Splitters are cheap to build (they hold only the configuration),
+        // so one is built per call around a fresh memo.
+        match self.size {
             ChunkSize::Characters { max, overlap } => {
                 let cfg = ChunkConfig::new(max)
                     .with_overlap(overlap)
-                    .map_err(config_err)?
+                    .unwrap_or_else(|_| ChunkConfig::new(max))
                     .with_trim(true);
-                if markdown {
-                    Self::MdChars(MarkdownSplitter::new(cfg))
+                let spans = if self.markdown {
+                    MarkdownSplitter::new(cfg).chunk_indices(text).collect()
                 } else {
-                    Self::TextChars(TextSplitter::new(cfg))
-                }
+                    TextSplitter::new(cfg).chunk_indices(text).collect()
+                };
+                (spans, None)
             }
             ChunkSize::Tokens {
                 encoding,
                 max,
                 overlap,
             } => {
-                let cfg = ChunkConfig::new(max)
-                    .with_overlap(overlap)
-                    .map_err(config_err)?
-                    .with_sizer(encoding.bpe())
-                    .with_trim(true);
-                if markdown {
-                    Self::MdTokens(MarkdownSplitter::new(cfg), encoding)
-                } else {
-                    Self::TextTokens(TextSplitter::new(cfg), encoding)
-                }
+                let sizer = MemoSizer::new(encoding);
+                let spans = {
+                    let cfg = ChunkConfig::new(max)
+                        .with_overlap(overlap)
+                        .unwrap_or_else(|_| ChunkConfig::new(max))
+                        .with_sizer(&sizer)
+                        .with_trim(true);
+                    if self.markdown {
+                        MarkdownSplitter::new(cfg).chunk_indices(text).collect()
+                    } else {
+                        TextSplitter::new(cfg).chunk_indices(text).collect()
+                    }
+                };
+                (spans, Some(sizer))
             }
-        })
+        }
     }
 
     fn chunks(&self, doc: &Document) -> Vec<Chunk> {
-        let text = doc.text();
-        let spans: Vec<(usize, &str)> = match self {
-            Self::TextChars(s) => s.chunk_indices(text).collect(),
-            Self::TextTokens(s, _) => s.chunk_indices(text).collect(),
-            Self::MdChars(s) => s.chunk_indices(text).collect(),
-            Self::MdTokens(s, _) => s.chunk_indices(text).collect(),
-        };
-        let encoding = match self {
-            Self::TextTokens(_, e) | Self::MdTokens(_, e) => Some(*e),
-            _ => None,
-        };
+        let (spans, sizer) = self.spans(doc.text());
         // The document-level values are computed once, not per chunk.
         let hash = doc.content_hash();
         let metadata = doc.metadata();
@@ -146,16 +192,19 @@ impl Splitter {
             .enumerate()
             .map(|(i, (offset, s))| {
                 let position = u32::try_from(i).unwrap_or(u32::MAX);
+                let byte_range = offset..offset + s.len();
                 Chunk {
-                    id: crate::types::ChunkId::derive(doc.id(), position, s),
+                    id: ChunkId::derive(doc.id(), hash, position, &byte_range),
                     document_id: doc.id().clone(),
                     source: doc.source().to_owned(),
                     text: s.to_owned(),
-                    byte_range: offset..offset + s.len(),
+                    byte_range,
                     position,
-                    token_count: encoding.map(|e| e.count(s) as u32),
+                    token_count: sizer
+                        .as_ref()
+                        .map(|z| u32::try_from(z.count(s)).unwrap_or(u32::MAX)),
                     metadata: metadata.clone(),
-                    document_hash: hash.clone(),
+                    document_hash: hash.to_owned(),
                 }
             })
             .collect()
@@ -223,17 +272,16 @@ chunker!(
 impl Default for TextChunker {
     /// 1,000 characters with 100 of overlap.
     fn default() -> Self {
+        let size = ChunkSize::Characters {
+            max: 1000,
+            overlap: 100,
+        };
         Self {
-            size: ChunkSize::Characters {
-                max: 1000,
-                overlap: 100,
+            size,
+            splitter: Splitter {
+                markdown: false,
+                size,
             },
-            splitter: Splitter::TextChars(TextSplitter::new(
-                ChunkConfig::new(1000)
-                    .with_overlap(100)
-                    .unwrap_or_else(|_| ChunkConfig::new(1000))
-                    .with_trim(true),
-            )),
         }
     }
 }

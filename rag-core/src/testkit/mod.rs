@@ -10,8 +10,8 @@
 //!   embedder the suites use.
 
 mod scripted;
-pub mod vector_store;
 pub mod session_store;
+pub mod vector_store;
 
 pub use crate::embed::HashEmbedder;
 pub use scripted::{ScriptedLlm, Step};

@@ -224,8 +224,14 @@ pub struct Document {
     id: DocumentId,
     source: String,
     text: String,
-    #[serde(default)]
+    // An absent `metadata` is an empty object, as with `Document::new`
+    // (`serde(default)` alone would make it `null`, which `validate` rejects).
+    #[serde(default = "empty_metadata")]
     metadata: serde_json::Value,
+}
+
+fn empty_metadata() -> serde_json::Value {
+    serde_json::Value::Object(Metadata::new())
 }
 
 impl Document {
@@ -236,7 +242,7 @@ impl Document {
             id: DocumentId::from_source(&source),
             source,
             text: text.into(),
-            metadata: serde_json::Value::Object(Metadata::new()),
+            metadata: empty_metadata(),
         }
     }
 
@@ -427,7 +433,18 @@ mod tests {
         assert_ne!(a.content_hash(), Document::new("b", "text").content_hash());
         assert_ne!(
             a.content_hash(),
-            a.clone().with_metadata(json!({"k": 1})).content_hash()
+            a.with_metadata(json!({"k": 1})).content_hash()
+        );
+    }
+
+    #[test]
+    fn deserialized_document_without_metadata_is_valid() {
+        let doc: Document =
+            serde_json::from_value(json!({"id": "a", "source": "a.md", "text": "t"})).unwrap();
+        doc.validate().unwrap();
+        assert_eq!(
+            doc,
+            Document::new("a.md", "t").with_id(DocumentId::new("a").unwrap())
         );
     }
 

@@ -51,6 +51,23 @@ impl HashEmbedder {
                 add(fnv1a(&[b"c", s.as_bytes()]), 0.25);
             }
         }
+        if terms.is_empty() {
+            // No word terms (emoji, punctuation, only stop words): hash the
+            // characters instead, so that such a text does not get a zero
+            // vector, to which cosine similarity is undefined.
+            let chars: Vec<char> = text
+                .chars()
+                .filter(|c| !c.is_whitespace())
+                .flat_map(char::to_lowercase)
+                .collect();
+            for c in &chars {
+                add(fnv1a(&[b"r", c.to_string().as_bytes()]), 1.0);
+            }
+            for w in chars.windows(2) {
+                let s: String = w.iter().collect();
+                add(fnv1a(&[b"s", s.as_bytes()]), 0.5);
+            }
+        }
         for (h, tf) in counts {
             let bucket = (h % self.dimensions as u64) as usize;
             let sign = if (h >> 63) & 1 == 1 { -1.0 } else { 1.0 };
@@ -59,6 +76,11 @@ impl HashEmbedder {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
             v.iter_mut().for_each(|x| *x /= norm);
+        } else if !text.trim().is_empty() {
+            // Signed buckets cancelled out exactly (possible with very few
+            // dimensions): a deterministic unit vector instead of zeros.
+            let h = fnv1a(&[b"z", text.as_bytes()]);
+            v[(h % self.dimensions as u64) as usize] = 1.0;
         }
         v
     }
@@ -133,5 +155,23 @@ mod tests {
         );
         assert!((cos(&a, &a) - 1.0).abs() < 1e-5);
         assert_eq!(a, e.embed_one("rotate the api keys every month"));
+    }
+
+    #[test]
+    fn texts_without_words_get_unit_vectors() {
+        for dims in [1, 2, 64] {
+            let e = HashEmbedder::new(dims);
+            for text in ["🎉🚀✨", "!!! ???", "the and of", "a b", "x"] {
+                let v = e.embed_one(text);
+                let norm = cos(&v, &v).sqrt();
+                assert!(
+                    (norm - 1.0).abs() < 1e-5,
+                    "{text:?} at {dims} dims: norm {norm}"
+                );
+            }
+        }
+        let e = HashEmbedder::new(64);
+        assert_ne!(e.embed_one("🎉🚀"), e.embed_one("🚀🎉"));
+        assert!(e.embed_one("").iter().all(|x| *x == 0.0));
     }
 }

@@ -234,7 +234,9 @@ pub struct Document {
     id: DocumentId,
     source: String,
     text: String,
-    #[serde(default)]
+    // An absent `metadata` is an empty object, as with `Document::new`
+    // (`serde(default)` alone would make it `null`, which `validate` rejects).
+    #[serde(default = "empty_metadata")]
     metadata: serde_json::Value,
     /// Computed once, on first use.
     #[serde(skip)]
@@ -250,6 +252,10 @@ impl PartialEq for Document {
     }
 }
 
+fn empty_metadata() -> serde_json::Value {
+    serde_json::Value::Object(Metadata::new())
+}
+
 impl Document {
     /// A document whose id is derived from its source.
     pub fn new(source: impl Into<String>, text: impl Into<String>) -> Self {
@@ -258,7 +264,7 @@ impl Document {
             id: DocumentId::from_source(&source),
             source,
             text: text.into(),
-            metadata: serde_json::Value::Object(Metadata::new()),
+            metadata: empty_metadata(),
             hash: std::sync::OnceLock::new(),
         }
     }
@@ -464,6 +470,17 @@ mod tests {
         // The cached hash is dropped when metadata changes.
         let b = a.with_metadata(json!({"k": 1}));
         assert_ne!(before, b.content_hash());
+    }
+
+    #[test]
+    fn deserialized_document_without_metadata_is_valid() {
+        let doc: Document =
+            serde_json::from_value(json!({"id": "a", "source": "a.md", "text": "t"})).unwrap();
+        doc.validate().unwrap();
+        assert_eq!(
+            doc,
+            Document::new("a.md", "t").with_id(DocumentId::new("a").unwrap())
+        );
     }
 
     #[test]

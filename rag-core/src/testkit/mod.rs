@@ -9,6 +9,10 @@
 //! * [`crate::HashEmbedder`] (always compiled) is the deterministic offline
 //!   embedder the suites use.
 
+pub mod chunker;
+pub mod embedder;
+pub mod llm;
+pub mod mocks;
 mod scripted;
 pub mod session_store;
 pub mod vector_store;

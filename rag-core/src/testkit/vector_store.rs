@@ -172,7 +172,7 @@ pub async fn empty_store(store: &dyn VectorStore) {
     let id = DocumentId::new("nothing").expect("id");
     assert!(
         store
-            .document_hashes(&ns, &[id.clone()])
+            .document_hashes(&ns, std::slice::from_ref(&id))
             .await
             .expect("hashes")
             .is_empty()
@@ -355,7 +355,7 @@ pub async fn delete_removes_from_every_index(store: &dyn VectorStore) {
     }
     assert!(
         store
-            .document_hashes(&ns, &[gone.clone()])
+            .document_hashes(&ns, std::slice::from_ref(&gone))
             .await
             .expect("hashes")
             .is_empty()

@@ -43,7 +43,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("Q: {question}");
     for (i, hit) in hits.iter().enumerate() {
         let c = &hit.chunk;
-        println!("[{}] {} bytes {:?}\n{}\n", i + 1, c.source, c.byte_range, c.text);
+        println!(
+            "[{}] {} bytes {:?}\n{}\n",
+            i + 1,
+            c.source,
+            c.byte_range,
+            c.text
+        );
     }
     Ok(())
 }

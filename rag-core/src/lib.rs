@@ -29,8 +29,8 @@ pub use traits::{
     ChatStream, Chunker, DocumentInfo, Embedder, LlmClient, Reranker, SessionStore, VectorStore,
 };
 pub use types::{
-    Chunk, ChunkId, Document, DocumentId, EmbeddedChunk, MAX_ID_BYTES, MAX_NAMESPACE_BYTES,
-    Metadata, Namespace,
+    Chunk, ChunkId, ChunkIdDeriver, Document, DocumentId, EmbeddedChunk, MAX_ID_BYTES,
+    MAX_NAMESPACE_BYTES, Metadata, Namespace,
 };
 
 /// Re-exported so users implement the traits with the same macro version.

@@ -169,21 +169,45 @@ impl ChunkId {
         position: u32,
         byte_range: &Range<usize>,
     ) -> Self {
+        ChunkIdDeriver::new(document_id, document_hash).derive(position, byte_range)
+    }
+
+    /// Wraps an existing id string (as read back from a store).
+    pub fn from_string(id: String) -> Self {
+        Self(id)
+    }
+}
+
+/// [`ChunkId::derive`] for many chunks of one document: the document's part
+/// of the hash is computed once.
+#[derive(Clone)]
+pub struct ChunkIdDeriver(Sha256);
+
+impl fmt::Debug for ChunkIdDeriver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ChunkIdDeriver")
+    }
+}
+
+impl ChunkIdDeriver {
+    /// A deriver for the chunks of one document.
+    pub fn new(document_id: &DocumentId, document_hash: &str) -> Self {
         let mut h = Sha256::new();
         h.update(b"rag-chunk-v1\0");
         h.update(document_id.as_str().as_bytes());
         h.update([0]);
         h.update(document_hash.as_bytes());
         h.update([0]);
+        Self(h)
+    }
+
+    /// The id of the chunk at `position` covering `byte_range`.
+    pub fn derive(&self, position: u32, byte_range: &Range<usize>) -> ChunkId {
+        let mut h = self.0.clone();
         h.update(position.to_le_bytes());
         h.update((byte_range.start as u64).to_le_bytes());
         h.update((byte_range.end as u64).to_le_bytes());
-        Self(hex(&h.finalize()[..16]))
-    }
-
-    /// Wraps an existing id string (as read back from a store).
-    pub fn from_string(id: String) -> Self {
-        Self(id)
+        ChunkId(hex(&h.finalize()[..16]))
     }
 }
 
@@ -206,10 +230,11 @@ fn validate_id(what: &str, id: &str) -> Result<()> {
 }
 
 pub(crate) fn hex(bytes: &[u8]) -> String {
-    use fmt::Write;
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
-        let _ = write!(s, "{b:02x}");
+        s.push(DIGITS[usize::from(b >> 4)] as char);
+        s.push(DIGITS[usize::from(b & 0x0f)] as char);
     }
     s
 }

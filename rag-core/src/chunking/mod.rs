@@ -11,12 +11,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
-use text_splitter::{ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
+use text_splitter::{Characters, ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tiktoken_rs::CoreBPE;
 
 use crate::error::{Error, Result};
 use crate::traits::Chunker;
-use crate::types::{Chunk, ChunkId, Document};
+use crate::types::{Chunk, ChunkIdDeriver, Document};
 
 /// A tiktoken encoding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -117,10 +117,13 @@ impl ChunkSizer for MemoSizer {
     }
 }
 
-#[derive(Clone, Copy)]
 struct Splitter {
     markdown: bool,
     size: ChunkSize,
+    /// Character-sized splitters are built once; token-sized ones are built
+    /// per call around a fresh [`MemoSizer`].
+    text: Option<TextSplitter<Characters>>,
+    md: Option<MarkdownSplitter<Characters>>,
 }
 
 fn config_err(e: impl fmt::Display) -> Error {
@@ -136,25 +139,39 @@ impl Splitter {
                 (max, overlap)
             }
         };
-        ChunkConfig::new(max)
-            .with_overlap(overlap)
-            .map_err(config_err)?;
-        Ok(Self { markdown, size })
+        let cfg = || -> Result<ChunkConfig<Characters>> {
+            Ok(ChunkConfig::new(max)
+                .with_overlap(overlap)
+                .map_err(config_err)?
+                .with_trim(true))
+        };
+        cfg()?;
+        let chars = matches!(size, ChunkSize::Characters { .. });
+        Ok(Self {
+            markdown,
+            size,
+            text: if chars && !markdown {
+                Some(TextSplitter::new(cfg()?))
+            } else {
+                None
+            },
+            md: if chars && markdown {
+                Some(MarkdownSplitter::new(cfg()?))
+            } else {
+                None
+            },
+        })
     }
 
     fn spans<'t>(&self, text: &'t str) -> (Vec<(usize, &'t str)>, Option<MemoSizer>) {
         // Splitters are cheap to build (they hold only the configuration),
         // so one is built per call around a fresh memo.
         match self.size {
-            ChunkSize::Characters { max, overlap } => {
-                let cfg = ChunkConfig::new(max)
-                    .with_overlap(overlap)
-                    .unwrap_or_else(|_| ChunkConfig::new(max))
-                    .with_trim(true);
-                let spans = if self.markdown {
-                    MarkdownSplitter::new(cfg).chunk_indices(text).collect()
-                } else {
-                    TextSplitter::new(cfg).chunk_indices(text).collect()
+            ChunkSize::Characters { .. } => {
+                let spans = match (&self.text, &self.md) {
+                    (Some(s), _) => s.chunk_indices(text).collect(),
+                    (None, Some(s)) => s.chunk_indices(text).collect(),
+                    (None, None) => Vec::new(),
                 };
                 (spans, None)
             }
@@ -186,6 +203,7 @@ impl Splitter {
         // The document-level values are computed once, not per chunk.
         let hash = doc.content_hash();
         let metadata = doc.metadata();
+        let ids = ChunkIdDeriver::new(doc.id(), hash);
         spans
             .into_iter()
             .filter(|(_, s)| !s.trim().is_empty())
@@ -194,7 +212,7 @@ impl Splitter {
                 let position = u32::try_from(i).unwrap_or(u32::MAX);
                 let byte_range = offset..offset + s.len();
                 Chunk {
-                    id: ChunkId::derive(doc.id(), hash, position, &byte_range),
+                    id: ids.derive(position, &byte_range),
                     document_id: doc.id().clone(),
                     source: doc.source().to_owned(),
                     text: s.to_owned(),
@@ -276,11 +294,17 @@ impl Default for TextChunker {
             max: 1000,
             overlap: 100,
         };
+        let cfg = ChunkConfig::new(1000)
+            .with_overlap(100)
+            .unwrap_or_else(|_| ChunkConfig::new(1000))
+            .with_trim(true);
         Self {
             size,
             splitter: Splitter {
                 markdown: false,
                 size,
+                text: Some(TextSplitter::new(cfg)),
+                md: None,
             },
         }
     }

@@ -191,6 +191,7 @@ pub trait SessionStore: Send + Sync + Debug {
 macro_rules! forward_impls {
     ($($ptr:ident),*) => {$(
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: Embedder + ?Sized> Embedder for $ptr<T> {
             fn model_id(&self) -> &str { (**self).model_id() }
             fn dimensions(&self) -> usize { (**self).dimensions() }
@@ -199,6 +200,7 @@ macro_rules! forward_impls {
         }
 
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: VectorStore + ?Sized> VectorStore for $ptr<T> {
             fn capabilities(&self) -> Capabilities { (**self).capabilities() }
             async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> { (**self).upsert(ns, chunks).await }
@@ -212,16 +214,19 @@ macro_rules! forward_impls {
             async fn health(&self) -> Result<()> { (**self).health().await }
         }
 
+        #[deny(clippy::missing_trait_methods)]
         impl<T: Chunker + ?Sized> Chunker for $ptr<T> {
             fn chunk(&self, doc: &Document) -> Result<Vec<Chunk>> { (**self).chunk(doc) }
         }
 
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: Reranker + ?Sized> Reranker for $ptr<T> {
             async fn rerank(&self, q: &str, c: Vec<ScoredChunk>, n: usize) -> Result<Vec<ScoredChunk>> { (**self).rerank(q, c, n).await }
         }
 
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: LlmClient + ?Sized> LlmClient for $ptr<T> {
             fn model_id(&self) -> &str { (**self).model_id() }
             fn context_window(&self) -> usize { (**self).context_window() }
@@ -230,6 +235,7 @@ macro_rules! forward_impls {
         }
 
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: SessionStore + ?Sized> SessionStore for $ptr<T> {
             async fn create(&self, n: NewSession) -> Result<Session> { (**self).create(n).await }
             async fn get(&self, id: SessionId) -> Result<Session> { (**self).get(id).await }

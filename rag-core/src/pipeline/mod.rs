@@ -36,6 +36,8 @@ mod loader;
 mod packing;
 mod prompt;
 mod retrieve;
+#[cfg(all(test, feature = "testkit"))]
+mod session_tests;
 
 use std::fmt;
 use std::sync::Arc;
@@ -449,7 +451,8 @@ mod tests {
                 .build()
                 .is_err()
         );
-        let fixed = MemoryVectorStore::new(crate::memory::MemoryConfig::default().with_dimensions(8));
+        let fixed =
+            MemoryVectorStore::new(crate::memory::MemoryConfig::default().with_dimensions(8));
         assert!(matches!(
             Rag::builder().store(fixed).build(),
             Err(Error::InvalidInput { .. })

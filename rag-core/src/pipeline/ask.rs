@@ -722,9 +722,7 @@ async fn next_event(mut st: StreamState) -> Option<(Result<AskEvent>, StreamStat
         }
         if let Some((usage, finish_reason, model)) = st.finish.take() {
             st.done = true;
-            let Some(prepared) = st.prepared.take() else {
-                return None;
-            };
+            let prepared = st.prepared.take()?;
             let generated = Generated {
                 text: std::mem::take(&mut st.text),
                 removed: st.filter.removed(),

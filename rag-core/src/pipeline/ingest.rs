@@ -141,6 +141,9 @@ impl IngestReport {
     }
 }
 
+/// (work index, chunk index) of each chunk of one embedder call.
+type Batch = Vec<(usize, usize)>;
+
 /// A document being ingested.
 struct Work {
     doc: Document,
@@ -221,8 +224,10 @@ impl Rag {
             (lo, Some(hi)) if lo == hi => Some(lo),
             _ => None,
         };
-        let mut options = IngestOptions::default();
-        options.total = total;
+        let options = IngestOptions {
+            total,
+            ..IngestOptions::default()
+        };
         self.ingest_stream(futures::stream::iter(iter), options)
             .await
     }
@@ -417,12 +422,12 @@ impl Inner {
             .enumerate()
             .flat_map(|(w, item)| (0..item.chunks.len()).map(move |c| (w, c)))
             .collect();
-        let batches: Vec<Vec<(usize, usize)>> = all
+        let batches: Vec<Batch> = all
             .chunks(self.config.embed_batch_size)
             .map(<[_]>::to_vec)
             .collect();
         let mut calls = batches.len();
-        let results: Vec<(Vec<(usize, usize)>, Result<Vec<Vec<f32>>>)> = {
+        let results: Vec<(Batch, Result<Vec<Vec<f32>>>)> = {
             let work_ref: &[Work] = work;
             futures::stream::iter(batches)
                 .map(|batch| async move {

@@ -333,11 +333,11 @@ async fn history_is_trimmed_oldest_first_to_its_budget() {
 
 // ------------------------------------------------------------ packing property
 
-fn chunk(i: usize, text: String, counted: bool) -> ScoredChunk {
-    let doc = Document::new(format!("doc{i}.md"), text.clone());
+fn chunk(i: usize, text: &str, counted: bool) -> ScoredChunk {
+    let doc = Document::new(format!("doc{i}.md"), text);
     let mut c = Chunk::from_document(&doc, 0, 0..text.len());
     if counted {
-        c.token_count = Some(crate::TokenEncoding::Cl100k.count(&text) as u32);
+        c.token_count = Some(crate::TokenEncoding::Cl100k.count(text) as u32);
     }
     ScoredChunk::dense(c, 1.0 / (i as f32 + 1.0))
 }
@@ -359,7 +359,7 @@ proptest! {
         let enc = crate::TokenEncoding::Cl100k;
         let template = PromptTemplate::default();
         let candidates: Vec<ScoredChunk> = texts.into_iter().enumerate()
-            .map(|(i, t)| chunk(i, t, counted)).collect();
+            .map(|(i, t)| chunk(i, &t, counted)).collect();
         let history: Vec<Message> = history.into_iter().enumerate()
             .map(|(i, t)| if i % 2 == 0 { Message::user(t) } else { Message::assistant(t) })
             .collect();
@@ -387,7 +387,7 @@ proptest! {
                 prop_assert!(src <= context);
                 prop_assert_eq!(p.history_used + p.history_dropped, n_history);
                 // Kept history is the most recent, in order.
-                prop_assert_eq!(p.messages.last().map(|m| m.content.clone()), Some(question.clone()));
+                prop_assert_eq!(p.messages.last().map(|m| m.content.clone()), Some(question));
                 for (k, s) in p.sources.iter().enumerate() {
                     prop_assert_eq!(s.number, k + 1);
                 }

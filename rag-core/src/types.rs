@@ -427,7 +427,7 @@ mod tests {
         assert_ne!(a.content_hash(), Document::new("b", "text").content_hash());
         assert_ne!(
             a.content_hash(),
-            a.clone().with_metadata(json!({"k": 1})).content_hash()
+            a.with_metadata(json!({"k": 1})).content_hash()
         );
     }
 

@@ -258,7 +258,7 @@ fn top_k(scores: impl Iterator<Item = (u32, f32)>, k: usize) -> Vec<(u32, f32)> 
         }
     }
     let mut v: Vec<(u32, f32)> = heap.into_iter().map(|r| (r.0.1, r.0.0)).collect();
-    v.sort_by(|a, b| Ranked(b.1, b.0).cmp(&Ranked(a.1, a.0)));
+    v.sort_by_key(|&(row, s)| std::cmp::Reverse(Ranked(s, row)));
     v
 }
 
@@ -565,7 +565,7 @@ impl VectorStore for MemoryVectorStore {
             st.slots[row as usize]
                 .as_ref()
                 .map(|s| (*s.chunk).clone())
-                .unwrap_or_else(|| unreachable_chunk())
+                .unwrap_or_else(unreachable_chunk)
         };
         let k = request.top_k;
         let empty = st.dims.is_none();

@@ -154,23 +154,52 @@ impl ExtractiveAnswerer {
     }
 }
 
-/// Calls `f` with each sentence of `text`, whitespace collapsed and Markdown
-/// line markers (`#`, `-`, `*`, `>`) removed.
+/// Calls `f` with each sentence of `text`, whitespace collapsed, Markdown
+/// line markers (`#`, `-`, `*`, `>`) and fenced code blocks removed.
 fn split_sentences(text: &str, mut f: impl FnMut(String)) {
-    for block in text.split("\n\n") {
+    let mut in_fence = false;
+    let mut prose = String::with_capacity(text.len());
+    for line in text.lines() {
+        // Headings are titles, not statements.
+        if line.trim_start().starts_with('#') {
+            prose.push_str("\n\n");
+            continue;
+        }
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            prose.push('\n');
+            continue;
+        }
+        if !in_fence {
+            prose.push_str(line);
+        }
+        prose.push('\n');
+    }
+    for block in prose.split("\n\n") {
         let lines: Vec<&str> = block
             .lines()
-            .map(|l| l.trim().trim_start_matches(['#', '-', '*', '>']).trim())
-            .filter(|l| !l.is_empty() && !l.starts_with("```"))
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches(['#', '-', '*', '>', '|'])
+                    .trim()
+            })
+            .filter(|l| !l.is_empty())
             .collect();
         let joined = lines.join(" ");
         for s in joined.split_sentence_bounds() {
             let s = s.trim();
-            if s.split_whitespace().count() >= 2 {
+            if s.split_whitespace().count() >= 2 && !looks_like_code(s) {
                 f(s.to_owned());
             }
         }
     }
+}
+
+/// Whether a sentence is more likely code than prose (a chunk can start
+/// inside a code block, where fences cannot tell).
+fn looks_like_code(s: &str) -> bool {
+    let symbols = s.chars().filter(|c| "{}();=<>&|".contains(*c)).count();
+    symbols * 25 > s.chars().count() || s.contains("```")
 }
 
 /// BM25 of each sentence against the query terms.
@@ -262,7 +291,7 @@ mod tests {
     #[tokio::test]
     async fn picks_matching_sentences_and_streams_the_same_text() {
         let sys = "<sources>\n<source n=\"1\" from=\"a.md\">\n# Title\n\nCats sleep a lot. \
-                   Dogs bark at night.\n</source>\n<source n=\"2\" from=\"b.md\">\nThe dog \
+                   Dogs bark at night.\n\n```\nlet dogs = bark();\n```\n</source>\n<source n=\"2\" from=\"b.md\">\nThe dog \
                    barks loudly when strangers come.\n</source>\n</sources>";
         let e = ExtractiveAnswerer::default().with_max_sentences(2);
         let r = req(sys, "Why do dogs bark?");
@@ -270,6 +299,15 @@ mod tests {
         assert!(text.contains("Dogs bark at night. [1]"), "{text}");
         assert!(text.contains("[2]"), "{text}");
         assert!(!text.contains("Cats"), "{text}");
+        assert!(
+            !text.contains("let dogs"),
+            "code blocks are not quoted: {text}"
+        );
+        assert!(!text.contains("Title"), "headings are not quoted: {text}");
+        assert!(looks_like_code("let x = f(a); g(&x);"));
+        assert!(!looks_like_code(
+            "Run the tests (all of them) with cargo test."
+        ));
         let streamed: Vec<ChatDelta> = e
             .stream(r)
             .await

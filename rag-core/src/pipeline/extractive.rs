@@ -199,7 +199,7 @@ fn split_sentences(text: &str, mut f: impl FnMut(String)) {
 /// inside a code block, where fences cannot tell).
 fn looks_like_code(s: &str) -> bool {
     let symbols = s.chars().filter(|c| "{}();=<>&|".contains(*c)).count();
-    symbols * 25 > s.chars().count() || s.contains("```")
+    symbols * 12 > s.chars().count() || s.contains("```")
 }
 
 /// BM25 of each sentence against the query terms.

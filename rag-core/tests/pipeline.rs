@@ -241,6 +241,56 @@ async fn embedding_failure_keeps_the_old_version_and_the_others_go_on() {
     assert_eq!(report.embed_calls, 1 + 3);
 }
 
+/// Records the most embedder calls in flight at once.
+#[derive(Debug, Default)]
+struct ConcurrencyProbe {
+    inner: HashEmbedder,
+    in_flight: AtomicUsize,
+    max: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+#[async_trait]
+impl Embedder for ConcurrencyProbe {
+    fn model_id(&self) -> &str {
+        self.inner.model_id()
+    }
+    fn dimensions(&self) -> usize {
+        self.inner.dimensions()
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        self.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.inner.embed(texts).await
+    }
+}
+
+#[tokio::test]
+async fn embedding_is_batched_with_bounded_concurrency() {
+    let probe = Arc::new(ConcurrencyProbe::default());
+    let rag = Rag::builder()
+        .embedder_arc(probe.clone())
+        .config(
+            RagConfig::default()
+                .with_embed_batch_size(2)
+                .with_embed_concurrency(3)
+                .with_ingest_window(16),
+        )
+        .build()
+        .unwrap();
+    let docs = (0..40).map(|i| Document::new(format!("d{i}.txt"), format!("document number {i}")));
+    let report = rag.ingest_many(docs).await;
+    assert_eq!(report.added.len(), 40);
+    // 40 one-chunk documents in rounds of 16, 16, 8: 8 + 8 + 4 batches of 2.
+    assert_eq!(report.embed_calls, 20);
+    assert_eq!(probe.calls.load(Ordering::SeqCst), 20);
+    let max = probe.max.load(Ordering::SeqCst);
+    assert!((2..=3).contains(&max), "max in flight {max}");
+}
+
 #[tokio::test]
 async fn single_ingest_returns_the_failure_as_an_error() {
     let rag = Rag::builder().build().unwrap();

@@ -1,55 +1,141 @@
-//! Quickstart: chunk and embed this repository's READMEs into the in-memory
-//! store, then search them. No network, no API key.
+//! Quickstart: answer a question over this workspace's own docs, offline.
+//!
+//! Runs on the embedded defaults (in-memory store, `HashEmbedder`,
+//! `ExtractiveAnswerer`): no network, no API key, no model.
+//!
+//! ```text
+//! cargo run -p rag-examples --bin quickstart
+//! cargo run -p rag-examples --bin quickstart -- --question "How are chunk ids derived?"
+//! cargo run -p rag-examples --bin quickstart -- --docs path/to/docs
+//! ```
+//!
+//! It reads the Markdown files (the READMEs of the workspace and its crates)
+//! under the workspace root, or under `--docs`.
 
-#![allow(clippy::print_stdout)] // an example prints its results
+#![allow(clippy::print_stdout)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use rag::{
-    AutoChunker, ChunkSize, Chunker, Document, EmbeddedChunk, Embedder, HashEmbedder,
-    MemoryVectorStore, Namespace, SearchRequest, TokenEncoding, VectorStore,
-};
+use rag::{Ask, LoadOptions, Rag, load_path};
+
+struct Args {
+    docs: PathBuf,
+    question: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        docs: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+        question: "How do I run the test suite?".to_owned(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--docs" => args.docs = PathBuf::from(value()?),
+            "--question" | "-q" => args.question = value()?,
+            "--help" | "-h" => {
+                return Err("usage: quickstart [--docs PATH] [--question TEXT]".to_owned());
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// The first `n` characters of `text`, on one line.
+fn snippet(text: &str, n: usize) -> String {
+    let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(n) {
+        Some((i, _)) => format!("{}…", &one_line[..i]),
+        None => one_line,
+    }
+}
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let question = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "How do I run the test suite?".to_owned());
-    let chunker = AutoChunker::new(ChunkSize::Tokens {
-        encoding: TokenEncoding::Cl100k,
-        max: 256,
-        overlap: 32,
-    })?;
-    let embedder = HashEmbedder::default();
-    let store = MemoryVectorStore::default();
-    let ns = Namespace::default();
-    for name in ["README.md", "rag-core/README.md"] {
-        let text = std::fs::read_to_string(root.join(name))?;
-        let chunks = chunker.chunk(&Document::new(name, text))?;
-        let texts: Vec<String> = chunks.iter().map(|c| c.text.clone()).collect();
-        let vectors = embedder.embed(&texts).await?;
-        let rows = chunks
-            .into_iter()
-            .zip(vectors)
-            .map(|(chunk, vector)| EmbeddedChunk { chunk, vector })
-            .collect();
-        store.upsert(&ns, rows).await?;
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(msg) => {
+            eprintln!("{msg}");
+            std::process::exit(2);
+        }
+    };
+
+    // 1. Load the docs.
+    let t = Instant::now();
+    let options = LoadOptions::default().with_extensions(["md", "markdown"]);
+    let loaded = load_path(&args.docs, &options)?;
+    let load_time = t.elapsed();
+    for f in &loaded.failed {
+        eprintln!("could not read {}: {}", f.path.display(), f.error);
     }
-    let query = embedder.embed_query(&question).await?;
-    let hits = store
-        .search(&ns, SearchRequest::hybrid(query, question.clone(), 3))
-        .await?;
-    println!("Q: {question}");
-    for (i, hit) in hits.iter().enumerate() {
-        let c = &hit.chunk;
+    println!(
+        "loaded {} files from {} ({} skipped) in {}",
+        loaded.documents.len(),
+        args.docs.display(),
+        loaded.skipped.len(),
+        ms(load_time)
+    );
+
+    // 2. Ingest them into the embedded default pipeline.
+    let rag = Rag::builder().build()?;
+    let report = rag.ingest_many(loaded.documents).await;
+    println!(
+        "ingested {} documents, {} chunks in {} ({} failed)",
+        report.added.len() + report.replaced.len(),
+        report.chunks_written,
+        ms(report.elapsed),
+        report.failed.len()
+    );
+    for f in &report.failed {
+        eprintln!("  {}: {}", f.source, f.error);
+    }
+
+    // 3. Ask.
+    let answer = rag.ask(Ask::new(args.question.as_str())).await?;
+    println!("\nQ: {}", args.question);
+    let label = if answer.extractive {
+        " (extractive: sentences quoted from the sources, no language model)"
+    } else {
+        ""
+    };
+    println!("A{label}:\n{}\n", answer.text);
+    println!("Citations:");
+    for c in &answer.citations {
+        let text = answer
+            .sources
+            .iter()
+            .find(|s| s.number == c.number)
+            .map(|s| snippet(&s.text, 100))
+            .unwrap_or_default();
         println!(
-            "[{}] {} bytes {:?}\n{}\n",
-            i + 1,
-            c.source,
-            c.byte_range,
-            c.text
+            "  [{}] {} bytes {}..{}: {}",
+            c.number, c.source, c.byte_range.start, c.byte_range.end, text
         );
     }
+    let t = &answer.trace;
+    println!(
+        "\nRetrieval: {:?} ({} dense + {} keyword candidates, {} sources packed, ~{} prompt tokens)",
+        t.mode_used, t.dense_candidates, t.keyword_candidates, t.packed_sources, t.prompt_tokens
+    );
+    let s = &t.timings;
+    println!(
+        "Timings: load {} | ingest {} | condense {} | embed {} | retrieve {} | rerank {} | pack {} | generate {} | ask total {}",
+        ms(load_time),
+        ms(report.elapsed),
+        ms(s.condense),
+        ms(s.embed),
+        ms(s.retrieve),
+        ms(s.rerank),
+        ms(s.pack),
+        ms(s.generate),
+        ms(s.total)
+    );
     Ok(())
 }

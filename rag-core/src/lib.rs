@@ -9,6 +9,7 @@ pub mod embed;
 mod error;
 pub mod filter;
 pub mod memory;
+pub mod pipeline;
 pub mod search;
 pub mod session;
 #[cfg(feature = "testkit")]
@@ -23,6 +24,11 @@ pub use embed::HashEmbedder;
 pub use error::{BoxError, Error, Result};
 pub use filter::{Field, Filter, FilterOp, Scalar};
 pub use memory::{MemorySessionStore, MemoryVectorStore};
+pub use pipeline::{
+    Answer, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer, IngestOptions, IngestReport,
+    LoadOptions, LoadReport, PromptTemplate, Rag, RagBuilder, RagConfig, Source, TokenBudget,
+    Trace, load_path,
+};
 pub use search::{Capabilities, Distance, Fusion, ScoredChunk, SearchMode, SearchRequest};
 pub use session::{NewSession, Session, SessionId, StoredMessage};
 pub use traits::{

@@ -1,0 +1,350 @@
+//! [`ExtractiveAnswerer`]: answers without a language model.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use unicode_segmentation::UnicodeSegmentation;
+
+use crate::chat::{ChatDelta, ChatRequest, ChatResponse, FinishReason, Role, Usage};
+use crate::error::Result;
+use crate::text::Analyzer;
+use crate::traits::{ChatStream, LlmClient};
+
+use super::prompt::parse_sources;
+
+/// An [`LlmClient`] that needs no model: it answers with the sentences of
+/// the prompt's numbered sources that best match the question (BM25 over
+/// sentences), each followed by its `[n]` citation.
+///
+/// It is the pipeline's default when no model is configured. It reads the
+/// sources from the prompt in the format the pipeline renders them (see
+/// [`PromptTemplate`](super::PromptTemplate)), so it works with custom
+/// templates too; with no readable sources it says so instead of failing.
+/// Its model id starts with [`ExtractiveAnswerer::MODEL_ID_PREFIX`] and
+/// answers it writes have [`Answer::extractive`](super::Answer::extractive)
+/// set.
+///
+/// ```
+/// use rag_core::pipeline::ExtractiveAnswerer;
+/// use rag_core::{ChatRequest, LlmClient, Message};
+///
+/// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+/// let prompt = "<sources>\n<source n=\"1\" from=\"keys.md\">\nThe office opens at nine. \
+///               API keys are rotated every month.\n</source>\n</sources>";
+/// let req = ChatRequest::new(vec![Message::system(prompt), Message::user("When are keys rotated?")]);
+/// let answer = ExtractiveAnswerer::default().complete(req).await.unwrap();
+/// assert_eq!(answer.text, "API keys are rotated every month. [1]");
+/// # });
+/// ```
+#[derive(Clone, Debug)]
+pub struct ExtractiveAnswerer {
+    model_id: String,
+    max_sentences: usize,
+    context_window: usize,
+    analyzer: Analyzer,
+}
+
+impl Default for ExtractiveAnswerer {
+    fn default() -> Self {
+        Self {
+            model_id: format!("{}-v1", Self::MODEL_ID_PREFIX),
+            max_sentences: 3,
+            context_window: 32_768,
+            analyzer: Analyzer::default(),
+        }
+    }
+}
+
+/// A candidate sentence.
+struct Sentence {
+    source: usize,
+    order: usize,
+    text: String,
+    terms: Vec<String>,
+}
+
+impl ExtractiveAnswerer {
+    /// Every model id of this answerer starts with this.
+    pub const MODEL_ID_PREFIX: &'static str = "extractive";
+
+    /// The answer when the prompt has no readable sources.
+    pub const NO_SOURCES: &'static str = "No sources were found to answer this question.";
+
+    /// The answer when no source sentence matches the question.
+    pub const NO_MATCH: &'static str = "The sources found do not appear to answer this question.";
+
+    /// An answerer with the defaults (3 sentences).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how many sentences an answer has at most (at least 1).
+    pub fn with_max_sentences(mut self, n: usize) -> Self {
+        self.max_sentences = n.max(1);
+        self
+    }
+
+    /// Sets the context window reported to the pipeline.
+    pub fn with_context_window(mut self, tokens: usize) -> Self {
+        self.context_window = tokens;
+        self
+    }
+
+    /// The answer text for a request.
+    pub fn answer(&self, request: &ChatRequest) -> String {
+        let question = request
+            .messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.as_str())
+            .unwrap_or_default();
+        let mut sentences = Vec::new();
+        for m in &request.messages {
+            for s in parse_sources(&m.content) {
+                split_sentences(s.text, |text| {
+                    let terms = self.analyzer.terms(&text);
+                    if !terms.is_empty() {
+                        sentences.push(Sentence {
+                            source: s.number,
+                            order: sentences.len(),
+                            text,
+                            terms,
+                        });
+                    }
+                });
+            }
+        }
+        if sentences.is_empty() {
+            return Self::NO_SOURCES.to_owned();
+        }
+        let query: HashSet<String> = self.analyzer.terms(question).into_iter().collect();
+        let scores = bm25(&sentences, &query);
+        let mut ranked: Vec<(f32, &Sentence)> = scores
+            .into_iter()
+            .zip(&sentences)
+            .filter(|(s, _)| *s > 0.0)
+            .collect();
+        ranked.sort_by(|a, b| {
+            b.0.total_cmp(&a.0)
+                .then(a.1.source.cmp(&b.1.source))
+                .then(a.1.order.cmp(&b.1.order))
+        });
+        let mut seen = HashSet::new();
+        let picked: Vec<String> = ranked
+            .into_iter()
+            .filter(|(_, s)| seen.insert(s.text.as_str()))
+            .take(self.max_sentences)
+            .map(|(_, s)| format!("{} [{}]", s.text, s.source))
+            .collect();
+        if picked.is_empty() {
+            Self::NO_MATCH.to_owned()
+        } else {
+            picked.join(" ")
+        }
+    }
+
+    fn usage(request: &ChatRequest, answer: &str) -> Usage {
+        let words = |s: &str| u32::try_from(s.split_whitespace().count()).unwrap_or(u32::MAX);
+        Usage {
+            prompt_tokens: request.messages.iter().map(|m| words(&m.content)).sum(),
+            completion_tokens: words(answer),
+        }
+    }
+}
+
+/// Calls `f` with each sentence of `text`, whitespace collapsed, Markdown
+/// line markers (`#`, `-`, `*`, `>`) and fenced code blocks removed.
+fn split_sentences(text: &str, mut f: impl FnMut(String)) {
+    let mut in_fence = false;
+    let mut prose = String::with_capacity(text.len());
+    for line in text.lines() {
+        // Headings are titles, not statements.
+        if line.trim_start().starts_with('#') {
+            prose.push_str("\n\n");
+            continue;
+        }
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+            prose.push('\n');
+            continue;
+        }
+        if !in_fence {
+            prose.push_str(line);
+        }
+        prose.push('\n');
+    }
+    for block in prose.split("\n\n") {
+        let lines: Vec<&str> = block
+            .lines()
+            .map(|l| {
+                l.trim()
+                    .trim_start_matches(['#', '-', '*', '>', '|'])
+                    .trim()
+            })
+            .filter(|l| !l.is_empty())
+            .collect();
+        let joined = lines.join(" ");
+        for s in joined.split_sentence_bounds() {
+            let s = s.trim();
+            if s.split_whitespace().count() >= 2 && !looks_like_code(s) {
+                f(s.to_owned());
+            }
+        }
+    }
+}
+
+/// Whether a sentence is more likely code than prose (a chunk can start
+/// inside a code block, where fences cannot tell).
+fn looks_like_code(s: &str) -> bool {
+    let symbols = s.chars().filter(|c| "{}();=<>&|".contains(*c)).count();
+    symbols * 12 > s.chars().count() || s.contains("```")
+}
+
+/// BM25 of each sentence against the query terms.
+fn bm25(sentences: &[Sentence], query: &HashSet<String>) -> Vec<f32> {
+    const K1: f32 = 1.2;
+    const B: f32 = 0.75;
+    let n = sentences.len() as f32;
+    let avg = sentences.iter().map(|s| s.terms.len()).sum::<usize>() as f32 / n.max(1.0);
+    let mut df: HashMap<&str, f32> = HashMap::new();
+    for s in sentences {
+        let distinct: HashSet<&str> = s.terms.iter().map(String::as_str).collect();
+        for t in distinct {
+            if query.contains(t) {
+                *df.entry(t).or_default() += 1.0;
+            }
+        }
+    }
+    sentences
+        .iter()
+        .map(|s| {
+            let mut tf: HashMap<&str, f32> = HashMap::new();
+            for t in &s.terms {
+                if query.contains(t) {
+                    *tf.entry(t.as_str()).or_default() += 1.0;
+                }
+            }
+            let len = s.terms.len() as f32;
+            tf.into_iter()
+                .map(|(t, tf)| {
+                    let d = df.get(t).copied().unwrap_or(1.0);
+                    let idf = (1.0 + (n - d + 0.5) / (d + 0.5)).ln();
+                    idf * tf * (K1 + 1.0) / (tf + K1 * (1.0 - B + B * len / avg.max(1.0)))
+                })
+                .sum()
+        })
+        .collect()
+}
+
+/// Splits a text into word deltas, each with its following space.
+pub(crate) fn word_deltas(text: &str) -> Vec<String> {
+    text.split_inclusive(' ').map(str::to_owned).collect()
+}
+
+#[async_trait]
+impl LlmClient for ExtractiveAnswerer {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn context_window(&self) -> usize {
+        self.context_window
+    }
+
+    async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
+        let text = self.answer(&request);
+        Ok(ChatResponse {
+            usage: Self::usage(&request, &text),
+            text,
+            finish_reason: FinishReason::Stop,
+            model: self.model_id.clone(),
+        })
+    }
+
+    async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        let text = self.answer(&request);
+        let usage = Self::usage(&request, &text);
+        let mut items: Vec<Result<ChatDelta>> = word_deltas(&text)
+            .into_iter()
+            .map(|d| Ok(ChatDelta::Text(d)))
+            .collect();
+        items.push(Ok(ChatDelta::Finish {
+            usage,
+            finish_reason: FinishReason::Stop,
+            model: self.model_id.clone(),
+        }));
+        Ok(futures::stream::iter(items).boxed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::Message;
+
+    fn req(system: &str, user: &str) -> ChatRequest {
+        ChatRequest::new(vec![Message::system(system), Message::user(user)])
+    }
+
+    #[tokio::test]
+    async fn picks_matching_sentences_and_streams_the_same_text() {
+        let sys = "<sources>\n<source n=\"1\" from=\"a.md\">\n# Title\n\nCats sleep a lot. \
+                   Dogs bark at night.\n\n```\nlet dogs = bark();\n```\n</source>\n<source n=\"2\" from=\"b.md\">\nThe dog \
+                   barks loudly when strangers come.\n</source>\n</sources>";
+        let e = ExtractiveAnswerer::default().with_max_sentences(2);
+        let r = req(sys, "Why do dogs bark?");
+        let text = e.complete(r.clone()).await.unwrap().text;
+        assert!(text.contains("Dogs bark at night. [1]"), "{text}");
+        assert!(text.contains("[2]"), "{text}");
+        assert!(!text.contains("Cats"), "{text}");
+        assert!(
+            !text.contains("let dogs"),
+            "code blocks are not quoted: {text}"
+        );
+        assert!(!text.contains("Title"), "headings are not quoted: {text}");
+        assert!(looks_like_code("let x = f(a); g(&x);"));
+        assert!(!looks_like_code(
+            "Run the tests (all of them) with cargo test."
+        ));
+        let streamed: Vec<ChatDelta> = e
+            .stream(r)
+            .await
+            .unwrap()
+            .map(|d| d.unwrap())
+            .collect()
+            .await;
+        let joined: String = streamed
+            .iter()
+            .filter_map(|d| match d {
+                ChatDelta::Text(t) => Some(t.as_str()),
+                ChatDelta::Finish { .. } => None,
+            })
+            .collect();
+        assert_eq!(joined, text);
+        assert!(matches!(streamed.last(), Some(ChatDelta::Finish { .. })));
+    }
+
+    #[tokio::test]
+    async fn no_sources_or_no_match_is_said_not_panicked() {
+        let e = ExtractiveAnswerer::default();
+        assert_eq!(
+            e.answer(&req("Be nice.", "q?")),
+            ExtractiveAnswerer::NO_SOURCES
+        );
+        assert_eq!(
+            e.answer(&ChatRequest::default()),
+            ExtractiveAnswerer::NO_SOURCES
+        );
+        let sys = "<source n=\"1\" from=\"a\">\nCats sleep a lot.\n</source>\n";
+        assert_eq!(
+            e.answer(&req(sys, "quantum flux?")),
+            ExtractiveAnswerer::NO_MATCH
+        );
+        assert!(
+            e.model_id()
+                .starts_with(ExtractiveAnswerer::MODEL_ID_PREFIX)
+        );
+    }
+}

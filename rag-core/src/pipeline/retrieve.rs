@@ -1,0 +1,147 @@
+//! Retrieval: dense and keyword search run concurrently and fused, with a
+//! recorded fallback when the store lacks a mode; then reranking.
+
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+use crate::search::{MAX_TOP_K, ScoredChunk, SearchMode, SearchRequest, fuse};
+use crate::types::Namespace;
+
+use super::Inner;
+use super::ask::Ask;
+
+/// What retrieval did, for the trace.
+#[derive(Debug, Default)]
+pub(crate) struct Retrieved {
+    pub(crate) candidates: Vec<ScoredChunk>,
+    pub(crate) mode: SearchMode,
+    pub(crate) fallback: Option<String>,
+    pub(crate) dense_candidates: usize,
+    pub(crate) keyword_candidates: usize,
+    pub(crate) embed: Duration,
+    pub(crate) retrieve: Duration,
+}
+
+/// The mode actually used for `requested` on a store with these
+/// capabilities, and why it differs.
+fn plan(
+    requested: SearchMode,
+    dense: bool,
+    keyword: bool,
+    backend: &str,
+) -> Result<(SearchMode, Option<String>)> {
+    use SearchMode::{Dense, Hybrid, Keyword};
+    Ok(match (requested, dense, keyword) {
+        (Hybrid, true, true) | (Dense, true, _) | (Keyword, _, true) => (requested, None),
+        (Hybrid | Keyword, true, false) => (
+            Dense,
+            Some(format!(
+                "store {backend} has no keyword search: {requested:?} fell back to dense"
+            )),
+        ),
+        (Hybrid | Dense, false, true) => (
+            Keyword,
+            Some(format!(
+                "store {backend} has no dense search: {requested:?} fell back to keyword"
+            )),
+        ),
+        (_, false, false) => {
+            return Err(Error::unsupported(backend, "dense and keyword search"));
+        }
+    })
+}
+
+impl Inner {
+    /// Retrieves the fused candidates for `query`.
+    pub(crate) async fn retrieve(
+        &self,
+        ns: &Namespace,
+        query: &str,
+        ask: &Ask,
+    ) -> Result<Retrieved> {
+        let caps = self.store.capabilities();
+        let (mode, fallback) = plan(ask.mode, caps.dense, caps.keyword, &caps.backend)?;
+        let top_k = ask.top_k.min(MAX_TOP_K);
+        let started = Instant::now();
+
+        let dense = async {
+            if mode == SearchMode::Keyword {
+                return Ok((Vec::new(), Duration::ZERO));
+            }
+            let t = Instant::now();
+            let vector = self.embedder.embed_query(query).await?;
+            let embed = t.elapsed();
+            let mut req = SearchRequest::dense(vector, top_k);
+            req.filter.clone_from(&ask.filter);
+            Ok::<_, Error>((self.store.search(ns, req).await?, embed))
+        };
+        let keyword = async {
+            if mode == SearchMode::Dense {
+                return Ok(Vec::new());
+            }
+            let mut req = SearchRequest::keyword(query, top_k);
+            req.filter.clone_from(&ask.filter);
+            self.store.search(ns, req).await
+        };
+        let (dense, keyword) = futures::join!(dense, keyword);
+        let (dense, embed) = dense?;
+        let keyword = keyword?;
+        let (dense_candidates, keyword_candidates) = (dense.len(), keyword.len());
+        let candidates = match mode {
+            SearchMode::Dense => dense,
+            SearchMode::Keyword => keyword,
+            SearchMode::Hybrid => fuse(dense, keyword, ask.fusion, top_k),
+        };
+        Ok(Retrieved {
+            candidates,
+            mode,
+            fallback,
+            dense_candidates,
+            keyword_candidates,
+            embed,
+            retrieve: started.elapsed().saturating_sub(embed),
+        })
+    }
+
+    /// Reranks (when a reranker is set and the ask allows it) and keeps the
+    /// best `rerank_top_n`.
+    pub(crate) async fn rerank(
+        &self,
+        query: &str,
+        mut candidates: Vec<ScoredChunk>,
+        ask: &Ask,
+    ) -> Result<(Vec<ScoredChunk>, bool)> {
+        let n = ask.rerank_top_n;
+        match (&self.reranker, ask.rerank) {
+            (Some(r), true) if !candidates.is_empty() => {
+                let mut out = r.rerank(query, candidates, n).await?;
+                out.truncate(n);
+                Ok((out, true))
+            }
+            _ => {
+                candidates.truncate(n);
+                Ok((candidates, false))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_falls_back_and_says_so() {
+        use SearchMode::{Dense, Hybrid, Keyword};
+        assert_eq!(plan(Hybrid, true, true, "m").unwrap(), (Hybrid, None));
+        let (m, note) = plan(Hybrid, true, false, "m").unwrap();
+        assert_eq!(m, Dense);
+        assert!(note.unwrap().contains("no keyword search"));
+        assert_eq!(plan(Keyword, true, false, "m").unwrap().0, Dense);
+        assert_eq!(plan(Dense, false, true, "m").unwrap().0, Keyword);
+        assert!(matches!(
+            plan(Dense, false, false, "m"),
+            Err(Error::Unsupported { .. })
+        ));
+    }
+}

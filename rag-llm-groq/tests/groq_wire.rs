@@ -16,7 +16,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 const KEY: &str = "gsk_test_0a1b2c3d4e5f";
 const MODEL: &str = models::LLAMA_3_1_8B_INSTANT;
 
-fn chunk(delta: Value, finish: Option<&str>) -> Value {
+fn chunk(delta: &Value, finish: Option<&str>) -> Value {
     json!({
         "id": "chatcmpl-g", "object": "chat.completion.chunk", "created": 1, "model": MODEL,
         "system_fingerprint": "fp_1", "service_tier": "on_demand",
@@ -29,11 +29,11 @@ fn chunk(delta: Value, finish: Option<&str>) -> Value {
 /// and the usage under `x_groq`, then `[DONE]`.
 fn groq_sse() -> String {
     let mut events = vec![
-        chunk(json!({"role": "assistant", "content": ""}), None),
-        chunk(json!({"content": "Red"}), None),
-        chunk(json!({"content": "."}), None),
+        chunk(&json!({"role": "assistant", "content": ""}), None),
+        chunk(&json!({"content": "Red"}), None),
+        chunk(&json!({"content": "."}), None),
     ];
-    let mut last = chunk(json!({}), Some("stop"));
+    let mut last = chunk(&json!({}), Some("stop"));
     last["x_groq"]["usage"] =
         json!({"prompt_tokens": 18, "completion_tokens": 2, "total_tokens": 20});
     events.push(last);

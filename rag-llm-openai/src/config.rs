@@ -176,6 +176,7 @@ impl OpenAiConfig {
     /// | `OPENAI_CHAT_MODEL` (or `OPENAI_MODEL`) | the chat model |
     /// | `OPENAI_EMBEDDING_MODEL` | the embedding model |
     /// | `OPENAI_EMBEDDING_DIMENSIONS` | the vector length |
+    /// | `OPENAI_CONTEXT_WINDOW` | the chat model's context window in tokens |
     /// | `OPENAI_TIMEOUT_SECS` | the request timeout in seconds |
     ///
     /// Empty variables count as unset. Fails with `InvalidInput` when
@@ -212,6 +213,9 @@ impl OpenAiConfig {
         if let Some(dims) = get("OPENAI_EMBEDDING_DIMENSIONS") {
             config = config
                 .with_embedding_dimensions(parse_number("OPENAI_EMBEDDING_DIMENSIONS", &dims)?);
+        }
+        if let Some(tokens) = get("OPENAI_CONTEXT_WINDOW") {
+            config = config.with_context_window(parse_number("OPENAI_CONTEXT_WINDOW", &tokens)?);
         }
         if let Some(secs) = get("OPENAI_TIMEOUT_SECS") {
             let secs = parse_number("OPENAI_TIMEOUT_SECS", &secs)?;
@@ -462,6 +466,13 @@ mod tests {
         assert_eq!(c.request_timeout, Duration::from_secs(5));
         assert_eq!(c.chat_context_window(), 1_047_576);
         assert_eq!(c.chat_encoding(), TokenEncoding::O200k);
+
+        let c = OpenAiConfig::from_lookup(env(&[
+            ("OPENAI_BASE_URL", "http://127.0.0.1:8080/v1"),
+            ("OPENAI_CONTEXT_WINDOW", "2048"),
+        ]))
+        .unwrap();
+        assert_eq!(c.chat_context_window(), 2048);
 
         let err = OpenAiConfig::from_lookup(env(&[
             ("OPENAI_API_KEY", "k"),

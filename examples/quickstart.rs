@@ -1,7 +1,11 @@
 //! Quickstart: answer a question over this workspace's own docs, offline.
 //!
 //! Runs on the embedded defaults (in-memory store, `HashEmbedder`,
-//! `ExtractiveAnswerer`): no network, no API key, no model.
+//! `ExtractiveAnswerer`): no network, no API key, no model. When
+//! `GROQ_API_KEY` is set it generates answers with `GroqChat`; when
+//! `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set (any OpenAI-compatible server:
+//! OpenAI, Ollama, vLLM, llama.cpp, with `OPENAI_CHAT_MODEL`), with
+//! `OpenAiChat`. Retrieval stays on the embedded defaults either way.
 //!
 //! ```text
 //! cargo run -p rag-examples --bin quickstart
@@ -17,7 +21,23 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rag::{Ask, LoadOptions, Rag, load_path};
+use std::sync::Arc;
+
+use rag::groq::GroqChat;
+use rag::openai::OpenAiChat;
+use rag::{Ask, LlmClient, LoadOptions, Rag, load_path};
+
+/// The chat model chosen from the environment, if any.
+fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty());
+    if set("GROQ_API_KEY") {
+        return Ok(Some(Arc::new(GroqChat::from_env()?)));
+    }
+    if set("OPENAI_API_KEY") || set("OPENAI_BASE_URL") {
+        return Ok(Some(Arc::new(OpenAiChat::from_env()?)));
+    }
+    Ok(None)
+}
 
 struct Args {
     docs: PathBuf,
@@ -84,7 +104,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. Ingest them into the embedded default pipeline.
-    let rag = Rag::builder().build()?;
+    let mut builder = Rag::builder();
+    match llm_from_env()? {
+        Some(llm) => {
+            println!("answering with {} (from the environment)", llm.model_id());
+            builder = builder.llm_arc(llm);
+        }
+        None => println!(
+            "answering extractively (set OPENAI_API_KEY, OPENAI_BASE_URL or GROQ_API_KEY for a model)"
+        ),
+    }
+    let rag = builder.build()?;
     let report = rag.ingest_many(loaded.documents).await;
     println!(
         "ingested {} documents, {} chunks in {} ({} failed)",

@@ -30,7 +30,7 @@
 
 mod ask;
 mod citations;
-mod extractive;
+pub(crate) mod extractive;
 mod ingest;
 mod loader;
 mod packing;

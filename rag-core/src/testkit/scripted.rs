@@ -159,21 +159,6 @@ impl ScriptedLlm {
     }
 }
 
-fn split_words(text: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    for ch in text.chars() {
-        cur.push(ch);
-        if ch == ' ' {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
 async fn resolve(mut step: Step) -> Step {
     while let Step::Delay(d, inner) = step {
         tokio::time::sleep(d).await;
@@ -211,7 +196,7 @@ impl LlmClient for ScriptedLlm {
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
         let step = resolve(self.next_step(&request)).await;
         let (deltas, error) = match step {
-            Step::Reply(t) => (split_words(&t), None),
+            Step::Reply(t) => (crate::pipeline::extractive::word_deltas(&t), None),
             Step::Deltas(d) => (d, None),
             Step::Fail(e) => return Err(e),
             Step::FailMidStream(d, e) => (d, Some(e)),

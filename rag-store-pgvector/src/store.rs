@@ -345,7 +345,7 @@ impl PgVectorStore {
             SearchMode::Hybrid => {
                 let v = request.vector.clone().unwrap_or_default();
                 let text = request.text.clone().unwrap_or_default();
-                let candidates = (4 * k).max(50).min(MAX_TOP_K);
+                let candidates = (4 * k).clamp(50, MAX_TOP_K);
                 let mut tx = self.begin_search(ef_search, candidates, true).await?;
                 let dense = self
                     .dense_in(&mut tx, namespace, &v, &request, candidates)

@@ -92,12 +92,12 @@ async fn ten_thousand_chunks_while_searching() {
             let mut i = 0u64;
             while !done.load(Ordering::Relaxed) {
                 let mut req = SearchRequest::dense(rand_vec(i, D), 10);
-                if i % 2 == 0 {
+                if i.is_multiple_of(2) {
                     req = req.with_filter(Filter::eq("bucket", (i % 7) as i64));
                 }
                 let hits = store.search(&ns, req).await.expect("search during upserts");
                 assert!(hits.len() <= 10);
-                if i % 5 == 0 {
+                if i.is_multiple_of(5) {
                     store
                         .search(&ns, SearchRequest::keyword("document body", 5))
                         .await

@@ -17,6 +17,8 @@ pub use config::{
 pub use session::PgSessionStore;
 pub use store::PgVectorStore;
 
+/// The `pgvector` crate this one binds vectors with (`pgvector::Vector`).
+pub use pgvector;
 pub use rag_core;
 /// The `sqlx` this crate is built with, for building pools
 /// ([`sqlx::PgPool`], [`sqlx::postgres::PgPoolOptions`]).

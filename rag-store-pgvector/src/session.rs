@@ -84,7 +84,7 @@ impl PgSessionStore {
     /// tables.
     pub async fn connect(url: &str, config: PgSessionConfig) -> Result<Self> {
         config.validate()?;
-        let pool = crate::store::connect_pool(url, &crate::PoolConfig::default()).await?;
+        let pool = crate::store::connect_pool(url, &crate::PoolConfig::default(), None).await?;
         let store = Self::with_config(pool, config)?;
         store.migrate().await?;
         Ok(store)

@@ -87,6 +87,26 @@ pub struct PgVectorStore {
     pool: PgPool,
     config: PgVectorConfig,
     tables: Tables,
+    /// Whether the pool's connections were set up with the configured
+    /// hnsw settings (pools made by `connect`).
+    session_defaults: bool,
+}
+
+/// `SET` statements for the hnsw settings: `SET LOCAL` inside a transaction
+/// (`local`), session-wide otherwise. Only validated integers and fixed
+/// keywords are formatted here.
+fn hnsw_settings(cfg: &PgVectorConfig, ef_search: Option<u32>, local: bool) -> String {
+    let scope = if local { "SET LOCAL" } else { "SET" };
+    let h = &cfg.hnsw;
+    let mut s = format!(
+        "{scope} hnsw.ef_search = {}; {scope} hnsw.iterative_scan = {}",
+        ef_search.unwrap_or(h.ef_search),
+        h.iterative_scan.guc()
+    );
+    if let Some(n) = h.max_scan_tuples {
+        s.push_str(&format!("; {scope} hnsw.max_scan_tuples = {n}"));
+    }
+    s
 }
 
 impl fmt::Debug for PgVectorStore {
@@ -100,13 +120,29 @@ impl fmt::Debug for PgVectorStore {
 }
 
 /// Builds a pool from the config's [`crate::PoolConfig`].
-pub(crate) async fn connect_pool(url: &str, pool: &crate::PoolConfig) -> Result<PgPool> {
+/// `init`, when given, runs on every new connection (session settings).
+pub(crate) async fn connect_pool(
+    url: &str,
+    pool: &crate::PoolConfig,
+    init: Option<String>,
+) -> Result<PgPool> {
     let mut opts = PgConnectOptions::from_str(url).map_err(db)?;
     opts = opts.application_name("rag");
     if let Some(t) = pool.statement_timeout {
         opts = opts.options([("statement_timeout", format!("{}", t.as_millis()))]);
     }
-    PgPoolOptions::new()
+    let mut options = PgPoolOptions::new();
+    if let Some(init) = init {
+        let init: std::sync::Arc<str> = init.into();
+        options = options.after_connect(move |conn, _| {
+            let init = init.clone();
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, &*init).await?;
+                Ok(())
+            })
+        });
+    }
+    options
         .max_connections(pool.max_connections)
         .min_connections(pool.min_connections)
         .acquire_timeout(pool.acquire_timeout)
@@ -124,8 +160,13 @@ impl PgVectorStore {
     /// `Error::Backend`; an invalid config is `InvalidInput`.
     pub async fn connect(url: &str, config: PgVectorConfig) -> Result<Self> {
         config.validate()?;
-        let pool = connect_pool(url, &config.pool).await?;
-        Self::from_pool(pool, config).await
+        let pool =
+            connect_pool(url, &config.pool, Some(hnsw_settings(&config, None, false))).await?;
+        let mut store = Self::from_pool(pool, config).await?;
+        // Every connection of this pool carries the configured hnsw
+        // settings, so default searches need no transaction.
+        store.session_defaults = true;
+        Ok(store)
     }
 
     /// [`connect`](Self::connect) to `config.url` (see
@@ -146,6 +187,7 @@ impl PgVectorStore {
             pool,
             config,
             tables,
+            session_defaults: false,
         };
         if store.config.run_migrations {
             store.migrate().await?;
@@ -224,55 +266,51 @@ impl PgVectorStore {
         s as f32
     }
 
+    /// A transaction with the hnsw settings of this query, begun in one
+    /// round trip.
     async fn begin_search(
         &self,
         ef_search: u32,
-        top_k: usize,
         snapshot: bool,
     ) -> Result<Transaction<'static, Postgres>> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        if snapshot {
-            // Both lists of a hybrid query from one snapshot.
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-        }
-        let ef = ef_search.max(top_k.min(1_000) as u32);
-        let hnsw = &self.config.hnsw;
-        sqlx::query(
-            "SELECT set_config('hnsw.ef_search', $1, true), \
-             set_config('hnsw.iterative_scan', $2, true), \
-             CASE WHEN $3::text IS NULL THEN NULL \
-                  ELSE set_config('hnsw.max_scan_tuples', $3, true) END",
-        )
-        .bind(ef.to_string())
-        .bind(hnsw.iterative_scan.guc())
-        .bind(hnsw.max_scan_tuples.map(|n| n.to_string()))
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        Ok(tx)
+        // Both lists of a hybrid query come from one snapshot.
+        let begin = if snapshot {
+            "BEGIN ISOLATION LEVEL REPEATABLE READ"
+        } else {
+            "BEGIN"
+        };
+        let sql = format!(
+            "{begin}; {}",
+            hnsw_settings(&self.config, Some(ef_search), true)
+        );
+        self.pool.begin_with(sql).await.map_err(db)
     }
 
-    async fn dense_in(
+    /// The `ef_search` a query of `top_k` runs with: at least `top_k` (up to
+    /// pgvector's limit of 1 000), so that scans without iterative mode can
+    /// fill it.
+    fn effective_ef(ef_search: u32, top_k: usize) -> u32 {
+        ef_search.max(top_k.min(1_000) as u32)
+    }
+
+    async fn dense_in<'e, E>(
         &self,
-        tx: &mut Transaction<'static, Postgres>,
+        exec: E,
         namespace: &Namespace,
         vector: &[f32],
         request: &SearchRequest,
         limit: usize,
-    ) -> Result<Vec<ScoredChunk>> {
+    ) -> Result<Vec<ScoredChunk>>
+    where
+        E: sqlx::Executor<'e, Database = Postgres>,
+    {
         let f = translate(request.filter.as_ref(), 4);
         let sql = self.dense_sql(&f.sql);
         let q = sqlx::query(&sql)
             .bind(Vector::from(vector.to_vec()))
             .bind(namespace.as_str())
             .bind(limit as i64);
-        let rows = bind_all(q, &f.binds)
-            .fetch_all(&mut **tx)
-            .await
-            .map_err(db)?;
+        let rows = bind_all(q, &f.binds).fetch_all(exec).await.map_err(db)?;
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let distance: f64 = r.try_get("distance").map_err(db)?;
@@ -332,8 +370,13 @@ impl PgVectorStore {
         match request.mode {
             SearchMode::Dense => {
                 let v = request.vector.clone().unwrap_or_default();
-                let mut tx = self.begin_search(ef_search, k, false).await?;
-                let hits = self.dense_in(&mut tx, namespace, &v, &request, k).await?;
+                let ef = Self::effective_ef(ef_search, k);
+                if self.session_defaults && ef == self.config.hnsw.ef_search {
+                    // The pool's sessions already carry these settings.
+                    return self.dense_in(&self.pool, namespace, &v, &request, k).await;
+                }
+                let mut tx = self.begin_search(ef, false).await?;
+                let hits = self.dense_in(&mut *tx, namespace, &v, &request, k).await?;
                 tx.commit().await.map_err(db)?;
                 Ok(hits)
             }
@@ -346,9 +389,10 @@ impl PgVectorStore {
                 let v = request.vector.clone().unwrap_or_default();
                 let text = request.text.clone().unwrap_or_default();
                 let candidates = (4 * k).clamp(50, MAX_TOP_K);
-                let mut tx = self.begin_search(ef_search, candidates, true).await?;
+                let ef = Self::effective_ef(ef_search, candidates);
+                let mut tx = self.begin_search(ef, true).await?;
                 let dense = self
-                    .dense_in(&mut tx, namespace, &v, &request, candidates)
+                    .dense_in(&mut *tx, namespace, &v, &request, candidates)
                     .await?;
                 let keyword = self
                     .keyword_in(&mut *tx, namespace, &text, &request, candidates)

@@ -31,6 +31,23 @@ pub struct Session {
     pub message_count: usize,
 }
 
+impl Session {
+    /// A header for a session created at `created_at`: no metadata (`null`),
+    /// `updated_at == created_at`, no expiry, no messages. Backends outside
+    /// this crate build headers with it and then set the public fields.
+    pub fn new(id: SessionId, namespace: Namespace, created_at: DateTime<Utc>) -> Self {
+        Self {
+            id,
+            namespace,
+            metadata: serde_json::Value::Null,
+            created_at,
+            updated_at: created_at,
+            expires_at: None,
+            message_count: 0,
+        }
+    }
+}
+
 /// What to create a session with.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]

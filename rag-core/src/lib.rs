@@ -8,6 +8,7 @@ pub mod chunking;
 pub mod embed;
 mod error;
 pub mod filter;
+pub mod layers;
 pub mod memory;
 pub mod pipeline;
 pub mod search;

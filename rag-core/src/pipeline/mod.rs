@@ -428,6 +428,13 @@ pub(crate) fn copy_error(e: &Error) -> Error {
             attempts: *attempts,
             last: Box::new(copy_error(last)),
         },
+        Error::CircuitOpen {
+            breaker,
+            retry_after,
+        } => Error::CircuitOpen {
+            breaker: breaker.clone(),
+            retry_after: *retry_after,
+        },
         Error::Cancelled(m) => Error::Cancelled(m.clone()),
     }
 }

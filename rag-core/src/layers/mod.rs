@@ -86,13 +86,13 @@
 //! | `rag_rate_limited_total` | counter | `limiter` |
 //! | `rag_cache_hits_total`, `rag_cache_misses_total` | counter | `cache` (`embeddings`, `answers`) |
 
-// mod answer_cache;
+mod answer_cache;
 mod breaker;
-// mod cache;
+mod cache;
 mod fallback;
-// mod guard;
-// mod instrument;
-// mod rate_limit;
+mod guard;
+mod instrument;
+mod rate_limit;
 mod retry;
 mod timeout;
 
@@ -101,15 +101,15 @@ use futures::StreamExt;
 use crate::error::Result;
 use crate::traits::ChatStream;
 
-// pub use answer_cache::{AnswerCacheConfig, CacheStats};
-// pub(crate) use answer_cache::{AnswerCache, DataVersions};
+pub(crate) use answer_cache::{AnswerCache, DataVersions};
+pub use answer_cache::{AnswerCacheConfig, CacheStats};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
-// pub use cache::{CachedEmbedder, CachedEmbedderLayer, EmbedCacheConfig};
+pub use cache::{CachedEmbedder, CachedEmbedderLayer, EmbedCacheConfig};
 pub use fallback::{Fallback, FallbackLayer};
-// pub use guard::{GuardClassifier, PromptGuard};
-// pub use instrument::{Instrumented, InstrumentedLayer};
-// pub(crate) use instrument::record_ask_trace;
-// pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, TokenCounter};
+pub use guard::{GuardClassifier, PromptGuard};
+pub(crate) use instrument::record_ask_trace;
+pub use instrument::{Instrumented, InstrumentedLayer};
+pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, TokenCounter};
 pub use retry::{Retry, RetryLayer, RetryPolicy};
 pub use timeout::{Timeout, TimeoutLayer};
 

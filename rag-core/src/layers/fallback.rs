@@ -53,21 +53,6 @@ impl<P, S> Fallback<P, S> {
     pub fn into_inner(self) -> (P, S) {
         (self.primary, self.secondary)
     }
-
-    async fn run<'a, T, Fp, Fs>(&'a self, op: &'static str, first: Fp, second: Fs) -> Result<T>
-    where
-        Fp: Future<Output = Result<T>>,
-        Fs: Future<Output = Result<T>>,
-    {
-        match first.await {
-            Err(e) if is_transient(&e) => {
-                tracing::warn!(op, error = e.kind(), "primary failed, falling back");
-                metrics::counter!("rag_fallbacks_total", "op" => op).increment(1);
-                second.await
-            }
-            other => other,
-        }
-    }
 }
 
 impl<P: Embedder, S: Embedder> Fallback<P, S> {
@@ -86,6 +71,22 @@ impl<P: Embedder, S: Embedder> Fallback<P, S> {
             )));
         }
         Ok(Self::new(primary, secondary))
+    }
+}
+
+/// Awaits `first`; on a transient error, awaits `second` instead.
+async fn run<T>(
+    op: &'static str,
+    first: impl Future<Output = Result<T>>,
+    second: impl Future<Output = Result<T>>,
+) -> Result<T> {
+    match first.await {
+        Err(e) if is_transient(&e) => {
+            tracing::warn!(op, error = e.kind(), "primary failed, falling back");
+            metrics::counter!("rag_fallbacks_total", "op" => op).increment(1);
+            second.await
+        }
+        other => other,
     }
 }
 
@@ -119,7 +120,7 @@ impl<P: Embedder, S: Embedder> Embedder for Fallback<P, S> {
         self.primary.dimensions()
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        self.run(
+        run(
             "embedder.embed",
             self.primary.embed(texts),
             self.secondary.embed(texts),
@@ -127,7 +128,7 @@ impl<P: Embedder, S: Embedder> Embedder for Fallback<P, S> {
         .await
     }
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
-        self.run(
+        run(
             "embedder.embed_query",
             self.primary.embed_query(query),
             self.secondary.embed_query(query),
@@ -148,7 +149,7 @@ impl<P: LlmClient, S: LlmClient> LlmClient for Fallback<P, S> {
             .min(self.secondary.context_window())
     }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
-        self.run(
+        run(
             "llm.complete",
             self.primary.complete(request.clone()),
             self.secondary.complete(request),
@@ -156,7 +157,7 @@ impl<P: LlmClient, S: LlmClient> LlmClient for Fallback<P, S> {
         .await
     }
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
-        self.run(
+        run(
             "llm.stream",
             open_first(self.primary.stream(request.clone())),
             self.secondary.stream(request),
@@ -174,7 +175,7 @@ impl<P: Reranker, S: Reranker> Reranker for Fallback<P, S> {
         candidates: Vec<ScoredChunk>,
         top_n: usize,
     ) -> Result<Vec<ScoredChunk>> {
-        self.run(
+        run(
             "reranker.rerank",
             self.primary.rerank(query, candidates.clone(), top_n),
             self.secondary.rerank(query, candidates, top_n),

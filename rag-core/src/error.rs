@@ -113,6 +113,17 @@ pub enum Error {
         last: Box<Error>,
     },
 
+    /// A circuit breaker is open: the backend behind it failed repeatedly
+    /// and calls fail fast until the cool-down ends. Retryable, with the
+    /// remaining cool-down as [`Error::retry_after`].
+    #[error("circuit breaker {breaker} is open, retry after {retry_after:?}")]
+    CircuitOpen {
+        /// The breaker's name (usually the backend it guards).
+        breaker: String,
+        /// Time left until the breaker lets a probe through.
+        retry_after: Duration,
+    },
+
     /// The operation was cancelled (a dropped stream, a shutdown).
     #[error("cancelled: {0}")]
     Cancelled(String),
@@ -173,16 +184,18 @@ impl Error {
     /// things, auth, unsupported operations, corrupt data) will fail again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Timeout { .. } => true,
+            Self::RateLimited { .. } | Self::Timeout { .. } | Self::CircuitOpen { .. } => true,
             Self::Backend { retryable, .. } => *retryable,
             _ => false,
         }
     }
 
-    /// How long the provider asked to wait, for `RateLimited`.
+    /// How long the provider asked to wait, for `RateLimited`, or the
+    /// remaining cool-down of an open circuit breaker.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } => *retry_after,
+            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
     }
@@ -200,6 +213,7 @@ impl Error {
             Self::Corrupt { .. } => "corrupt",
             Self::Backend { .. } => "backend",
             Self::RetriesExhausted { .. } => "retries_exhausted",
+            Self::CircuitOpen { .. } => "circuit_open",
             Self::Cancelled(_) => "cancelled",
         }
     }
@@ -229,6 +243,13 @@ mod tests {
         };
         assert!(!exhausted.is_retryable());
         assert!(exhausted.to_string().contains("3 attempts"));
+        let open = Error::CircuitOpen {
+            breaker: "openai".into(),
+            retry_after: Duration::from_secs(5),
+        };
+        assert!(open.is_retryable());
+        assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
+        assert_eq!(open.kind(), "circuit_open");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod chunking;
 pub mod embed;
 mod error;
 pub mod filter;
+pub mod layers;
 pub mod memory;
 pub mod pipeline;
 pub mod search;
@@ -23,6 +24,10 @@ pub use chunking::{AutoChunker, ChunkSize, MarkdownChunker, TextChunker, TokenEn
 pub use embed::HashEmbedder;
 pub use error::{BoxError, Error, Result};
 pub use filter::{Field, Filter, FilterOp, Scalar};
+pub use layers::{
+    AnswerCacheConfig, BreakerConfig, CachedEmbedder, CircuitBreaker, EmbedCacheConfig, Fallback,
+    Instrumented, PromptGuard, RateLimit, RateLimitConfig, Retry, RetryPolicy, Timeout,
+};
 pub use memory::{MemorySessionStore, MemoryVectorStore};
 pub use pipeline::{
     Answer, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer, IngestOptions, IngestReport,

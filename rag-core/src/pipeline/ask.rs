@@ -349,6 +349,9 @@ pub struct Trace {
     pub removed_markers: usize,
     /// Token usage of the condensing call.
     pub condense_usage: Option<Usage>,
+    /// Whether the answer came from the answer cache (its timings are the
+    /// original ones).
+    pub cached: bool,
     /// Per-stage timings.
     pub timings: StageTimings,
 }
@@ -413,6 +416,16 @@ fn is_extractive(model: &str) -> bool {
 }
 
 impl Inner {
+    /// Validates a question and runs the prompt guard, before anything
+    /// else touches it.
+    async fn screen(&self, ask: &Ask) -> Result<()> {
+        ask.validate()?;
+        match &self.guard {
+            Some(guard) => guard.check(&ask.question).await,
+            None => Ok(()),
+        }
+    }
+
     async fn prepare(&self, ask: &Ask) -> Result<(ChatRequest, Prepared)> {
         ask.validate()?;
         let started = Instant::now();
@@ -603,6 +616,7 @@ impl Inner {
                 .await?;
         }
         trace.timings.total = started.elapsed();
+        crate::layers::record_ask_trace(&trace);
         Ok(Answer {
             extractive: is_extractive(&generated.model),
             text: generated.text,
@@ -638,12 +652,24 @@ impl Rag {
         let span = tracing::info_span!("rag.ask", namespace = %ask.namespace, mode = ?ask.mode);
         let inner = &self.inner;
         async move {
+            inner.screen(&ask).await?;
+            let cache_key = match &inner.answer_cache {
+                Some(cache) => {
+                    let key = super::AnswerCache::key(&ask, inner.versions.get(&ask.namespace));
+                    if let Some(mut hit) = key.as_ref().and_then(|k| cache.get(k)) {
+                        hit.trace.cached = true;
+                        return Ok(hit);
+                    }
+                    key
+                }
+                None => None,
+            };
             let (request, prepared) = inner.prepare(&ask).await?;
             let t = Instant::now();
             let response = inner.llm.complete(request).await?;
             let mut filter = MarkerFilter::new(prepared.sources.len());
             let text = filter.filter(&response.text);
-            inner
+            let answer = inner
                 .conclude(
                     prepared,
                     Generated {
@@ -655,7 +681,11 @@ impl Rag {
                         elapsed: t.elapsed(),
                     },
                 )
-                .await
+                .await?;
+            if let (Some(cache), Some(key)) = (&inner.answer_cache, cache_key) {
+                cache.put(key, answer.clone());
+            }
+            Ok(answer)
         }
         .instrument(span)
         .await
@@ -673,6 +703,7 @@ impl Rag {
             tracing::info_span!("rag.ask_stream", namespace = %ask.namespace, mode = ?ask.mode);
         let inner = self.inner.clone();
         let (prepared, chat) = async {
+            inner.screen(&ask).await?;
             let (request, prepared) = inner.prepare(&ask).await?;
             let chat = inner.llm.stream(request).await?;
             Ok::<_, Error>((prepared, chat))

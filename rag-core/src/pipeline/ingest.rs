@@ -308,7 +308,10 @@ impl Rag {
         namespace: &Namespace,
         id: &DocumentId,
     ) -> Result<usize> {
-        self.inner.store.delete_document(namespace, id).await
+        let result = self.inner.store.delete_document(namespace, id).await;
+        // Bumped even on error: a failed delete may have removed a part.
+        self.inner.versions.bump(namespace);
+        result
     }
 }
 
@@ -396,6 +399,7 @@ impl Inner {
                 ),
             }
         }
+        let wrote = !ready.is_empty();
         let mut upserts = futures::stream::iter(ready)
             .map(|(doc, existed, chunks)| async move {
                 let n = chunks.len();
@@ -411,6 +415,11 @@ impl Inner {
                 Ok(()) => tally.record(&doc, IngestOutcome::Added { chunks: n }, None),
                 Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
             }
+        }
+        if wrote {
+            // After the writes, so an answer computed from the old data is
+            // never stored under the new version.
+            self.versions.bump(ns);
         }
     }
 

@@ -47,6 +47,7 @@ use serde::{Deserialize, Serialize};
 use crate::chunking::{AutoChunker, ChunkSize, TokenEncoding};
 use crate::embed::HashEmbedder;
 use crate::error::{Error, Result};
+use crate::layers::{AnswerCache, AnswerCacheConfig, CacheStats, DataVersions, PromptGuard};
 use crate::memory::MemoryVectorStore;
 use crate::session::{NewSession, Session};
 use crate::traits::{Chunker, Embedder, LlmClient, Reranker, SessionStore, VectorStore};
@@ -157,6 +158,12 @@ pub(crate) struct Inner {
     pub(crate) default_prompt: PromptTemplate,
     /// Tokens of the default prompt's text, counted once.
     pub(crate) default_prompt_tokens: usize,
+    /// Screens questions before retrieval.
+    pub(crate) guard: Option<PromptGuard>,
+    /// Answers of `ask`, keyed with the namespace's data version.
+    pub(crate) answer_cache: Option<AnswerCache>,
+    /// Bumped by every ingest and delete through this pipeline.
+    pub(crate) versions: DataVersions,
 }
 
 /// A retrieval-augmented generation pipeline: ingestion and question
@@ -179,6 +186,8 @@ impl fmt::Debug for Rag {
             .field("chunker", &i.chunker)
             .field("reranker", &i.reranker.is_some())
             .field("sessions", &i.sessions.is_some())
+            .field("guard", &i.guard.is_some())
+            .field("answer_cache", &i.answer_cache.is_some())
             .field("config", &i.config)
             .finish()
     }
@@ -225,6 +234,23 @@ impl Rag {
         &self.inner.config
     }
 
+    /// The prompt guard, if any.
+    pub fn guard(&self) -> Option<&PromptGuard> {
+        self.inner.guard.as_ref()
+    }
+
+    /// Hits and misses of the answer cache, when it is on.
+    pub fn answer_cache_stats(&self) -> Option<CacheStats> {
+        self.inner.answer_cache.as_ref().map(AnswerCache::stats)
+    }
+
+    /// The data version of `namespace`: a counter that every ingest and
+    /// delete through this pipeline bumps after writing. Cached answers are
+    /// keyed with it, so none is served after the data it came from changed.
+    pub fn data_version(&self, namespace: &crate::Namespace) -> u64 {
+        self.inner.versions.get(namespace)
+    }
+
     /// Creates a conversation in the session store; `InvalidInput` when the
     /// pipeline has none.
     pub async fn create_session(&self, new: NewSession) -> Result<Session> {
@@ -249,6 +275,8 @@ impl Rag {
 /// | chunker   | [`AutoChunker`], 256 tokens of cl100k, 32 of overlap |
 /// | reranker  | none                                                |
 /// | sessions  | none (an [`Ask`] with a session is `InvalidInput`)  |
+/// | guard     | none                                                |
+/// | answer cache | off                                              |
 #[derive(Default)]
 #[must_use]
 pub struct RagBuilder {
@@ -260,6 +288,8 @@ pub struct RagBuilder {
     sessions: Option<Arc<dyn SessionStore>>,
     config: RagConfig,
     prompt: Option<PromptTemplate>,
+    guard: Option<PromptGuard>,
+    answer_cache: Option<AnswerCacheConfig>,
 }
 
 impl fmt::Debug for RagBuilder {
@@ -335,6 +365,23 @@ impl RagBuilder {
         self.prompt = Some(prompt);
         self
     }
+    /// Screens every question with `guard` before anything else (retrieval,
+    /// the answer cache, the session): a rejected question is
+    /// `InvalidInput` naming the rule.
+    pub fn guard(mut self, guard: PromptGuard) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+    /// Caches answers of [`Rag::ask`] (not streams, not questions in a
+    /// session), keyed by the normalised question, the namespace, the filter,
+    /// every other setting of the [`Ask`], and the namespace's
+    /// [data version](Rag::data_version), which every ingest and delete
+    /// through this pipeline bumps. Writes that bypass the pipeline are not
+    /// seen; the TTL bounds how stale those can make an answer.
+    pub fn answer_cache(mut self, config: AnswerCacheConfig) -> Self {
+        self.answer_cache = Some(config);
+        self
+    }
 
     /// The pipeline. Fails with `InvalidInput` on a bad configuration or
     /// when the embedder's dimension differs from the store's fixed one.
@@ -378,6 +425,9 @@ impl RagBuilder {
                 default_prompt_tokens: packing::template_tokens(&prompt, self.config.encoding),
                 config: self.config,
                 default_prompt: prompt,
+                guard: self.guard,
+                answer_cache: self.answer_cache.map(AnswerCache::new),
+                versions: DataVersions::default(),
             }),
         })
     }
@@ -427,6 +477,13 @@ pub(crate) fn copy_error(e: &Error) -> Error {
         Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
             attempts: *attempts,
             last: Box::new(copy_error(last)),
+        },
+        Error::CircuitOpen {
+            breaker,
+            retry_after,
+        } => Error::CircuitOpen {
+            breaker: breaker.clone(),
+            retry_after: *retry_after,
         },
         Error::Cancelled(m) => Error::Cancelled(m.clone()),
     }

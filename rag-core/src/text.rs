@@ -44,6 +44,29 @@ impl Default for AnalyzerConfig {
     }
 }
 
+impl AnalyzerConfig {
+    /// Sets lowercasing.
+    pub fn with_lowercase(mut self, on: bool) -> Self {
+        self.lowercase = on;
+        self
+    }
+    /// Sets stop-word removal.
+    pub fn with_stop_words(mut self, on: bool) -> Self {
+        self.stop_words = on;
+        self
+    }
+    /// Sets stemming.
+    pub fn with_stem(mut self, on: bool) -> Self {
+        self.stem = on;
+        self
+    }
+    /// Sets the longest term kept, in bytes.
+    pub fn with_max_term_bytes(mut self, n: usize) -> Self {
+        self.max_term_bytes = n;
+        self
+    }
+}
+
 /// Splits text on Unicode word boundaries (UAX #29), lowercases, drops stop
 /// words and stems, per its [`AnalyzerConfig`].
 ///

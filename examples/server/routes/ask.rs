@@ -34,7 +34,8 @@ pub struct AskRequest {
     #[serde(default)]
     pub session_id: Option<uuid::Uuid>,
     /// A filter over `document_id`, `source` and metadata keys (the serde
-    /// form of `rag::Filter`, e.g. `{"eq": ["team", "ops"]}`).
+    /// form of `rag::Filter`, e.g.
+    /// `{"eq": {"field": {"metadata": "team"}, "value": "ops"}}`).
     #[serde(default)]
     #[schema(value_type = Object)]
     pub filter: Option<serde_json::Value>,

@@ -208,7 +208,7 @@ impl ServerConfig {
 
     /// Applies `RAG_*` variables read through `var`.
     pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<(), String> {
-        fn num<T: std::str::FromStr>(k: &str, v: String) -> Result<T, String> {
+        fn num<T: std::str::FromStr>(k: &str, v: &str) -> Result<T, String> {
             v.parse()
                 .map_err(|_| format!("{k} must be a number, got {v:?}"))
         }
@@ -216,10 +216,10 @@ impl ServerConfig {
             self.bind = v;
         }
         if let Some(v) = var("RAG_REQUEST_TIMEOUT_SECS") {
-            self.request_timeout_secs = num("RAG_REQUEST_TIMEOUT_SECS", v)?;
+            self.request_timeout_secs = num("RAG_REQUEST_TIMEOUT_SECS", &v)?;
         }
         if let Some(v) = var("RAG_BODY_LIMIT_BYTES") {
-            self.body_limit_bytes = num("RAG_BODY_LIMIT_BYTES", v)?;
+            self.body_limit_bytes = num("RAG_BODY_LIMIT_BYTES", &v)?;
         }
         if let Some(v) = var("RAG_CORS_ORIGINS") {
             self.cors_origins = v.split(',').map(|s| s.trim().to_owned()).collect();
@@ -252,10 +252,10 @@ impl ServerConfig {
             self.llm.model = Some(v);
         }
         if let Some(v) = var("RAG_RATE_LIMIT_PER_KEY") {
-            self.rate_limit.per_key_per_minute = num("RAG_RATE_LIMIT_PER_KEY", v)?;
+            self.rate_limit.per_key_per_minute = num("RAG_RATE_LIMIT_PER_KEY", &v)?;
         }
         if let Some(v) = var("RAG_RATE_LIMIT_PER_IP") {
-            self.rate_limit.per_ip_per_minute = num("RAG_RATE_LIMIT_PER_IP", v)?;
+            self.rate_limit.per_ip_per_minute = num("RAG_RATE_LIMIT_PER_IP", &v)?;
         }
         if let Some(v) = var("RAG_API_KEYS") {
             // name|sha256:hex|read+ingest|namespace, comma-separated.
@@ -381,8 +381,10 @@ mod tests {
                 .unwrap_err()
                 .contains("not available in this build yet")
         );
-        let mut c = ServerConfig::default();
-        c.bind = "nowhere".into();
+        let c = ServerConfig {
+            bind: "nowhere".into(),
+            ..ServerConfig::default()
+        };
         assert!(c.validate().unwrap_err().starts_with("bind"));
         assert!(toml::from_str::<ServerConfig>("nonsense = 1").is_err());
     }

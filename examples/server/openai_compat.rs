@@ -147,7 +147,7 @@ pub async fn chat_completions(
 fn chunk(
     id: &str,
     created: i64,
-    delta: serde_json::Value,
+    delta: &serde_json::Value,
     finish: Option<&str>,
     citations: Option<&[CitationOut]>,
 ) -> Event {
@@ -172,7 +172,7 @@ fn chunks(
     let first = chunk(
         &id,
         created,
-        serde_json::json!({"role": "assistant", "content": ""}),
+        &serde_json::json!({"role": "assistant", "content": ""}),
         None,
         None,
     );
@@ -185,7 +185,7 @@ fn chunks(
                     Ok(AskEvent::Delta(text)) => Some(chunk(
                         &id,
                         created,
-                        serde_json::json!({"content": text}),
+                        &serde_json::json!({"content": text}),
                         None,
                         None,
                     )),
@@ -194,7 +194,7 @@ fn chunks(
                         Some(chunk(
                             &id,
                             created,
-                            serde_json::json!({}),
+                            &serde_json::json!({}),
                             Some(finish(answer.finish_reason)),
                             Some(&out.citations),
                         ))

@@ -1,6 +1,9 @@
 //! End-to-end tests: the server bound to 127.0.0.1:0, driven by a real HTTP
 //! client.
 
+// Tests tweak one or two fields of the default configuration at a time.
+#![allow(clippy::field_reassign_with_default)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -166,7 +169,7 @@ async fn ingest_ask_list_get_delete_and_sessions() {
         .await
         .unwrap();
     assert_eq!(page["documents"].as_array().unwrap().len(), 1);
-    let next = page["next"].as_str().expect(&page.to_string()).to_owned();
+    let next = page["next"].as_str().unwrap_or_else(|| panic!("{page}")).to_owned();
     let page2: Value = s
         .get(&format!("/v1/documents?limit=1&after={next}"), None)
         .send()

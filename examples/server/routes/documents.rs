@@ -216,7 +216,7 @@ pub async fn upload(
                     .and_then(|e| e.to_str())
                     .map(str::to_ascii_lowercase)
                     .unwrap_or_default();
-                if !cfg.upload_extensions.iter().any(|e| *e == ext) {
+                if !cfg.upload_extensions.contains(&ext) {
                     return Err(ApiError::new(
                         StatusCode::UNSUPPORTED_MEDIA_TYPE,
                         "unsupported_file_type",

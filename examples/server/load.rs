@@ -109,8 +109,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (client, endpoint, next, errors) =
-            (client.clone(), endpoint.clone(), next.clone(), errors.clone());
+        let (client, endpoint, next, errors) = (
+            client.clone(),
+            endpoint.clone(),
+            next.clone(),
+            errors.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {

@@ -34,6 +34,9 @@ pub struct AppState {
     pub persist: Option<(Arc<MemoryVectorStore>, std::path::PathBuf)>,
     /// A name for the LLM backend, for `/ready` and `/v1/models`.
     pub llm_kind: Arc<str>,
+    /// The last LLM readiness probe and when it ran (probes are cached for
+    /// 30 s so that frequent `/ready` polls do not each call the model).
+    pub llm_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -156,13 +159,14 @@ impl AppState {
         // LLM.
         let (llm, llm_kind): (Option<Arc<dyn LlmClient>>, &str) = match config.llm.kind.as_str() {
             "openai" => {
-                let mut c = rag::openai::OpenAiConfig::from_env().map_err(err("llm (openai)"))?;
-                if let Some(u) = &config.llm.base_url {
-                    c = c.with_base_url(u.as_str());
-                }
-                if let Some(m) = &config.llm.model {
-                    c = c.with_chat_model(m.as_str());
-                }
+                // The file's settings take precedence over `OPENAI_*`.
+                let (base, model) = (config.llm.base_url.clone(), config.llm.model.clone());
+                let c = rag::openai::OpenAiConfig::from_lookup(|k| match k {
+                    "OPENAI_BASE_URL" if base.is_some() => base.clone(),
+                    "OPENAI_CHAT_MODEL" if model.is_some() => model.clone(),
+                    _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
+                })
+                .map_err(err("llm (openai)"))?;
                 let chat = rag::openai::OpenAiChat::new(c).map_err(err("llm (openai)"))?;
                 (Some(Arc::new(chat)), "openai")
             }
@@ -210,6 +214,7 @@ impl AppState {
             feedback: Arc::new(Mutex::new(Vec::new())),
             persist,
             llm_kind: llm_kind.into(),
+            llm_probe: Arc::default(),
             config: Arc::new(config),
         })
     }

@@ -169,7 +169,10 @@ async fn ingest_ask_list_get_delete_and_sessions() {
         .await
         .unwrap();
     assert_eq!(page["documents"].as_array().unwrap().len(), 1);
-    let next = page["next"].as_str().unwrap_or_else(|| panic!("{page}")).to_owned();
+    let next = page["next"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{page}"))
+        .to_owned();
     let page2: Value = s
         .get(&format!("/v1/documents?limit=1&after={next}"), None)
         .send()
@@ -893,4 +896,49 @@ async fn graceful_shutdown_and_invalid_config() {
         namespace: None,
     }];
     assert!(AppState::build(c).await.unwrap_err().contains("sha256"));
+}
+
+#[tokio::test]
+async fn memory_store_persists_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::default();
+    c.store.path = Some(dir.path().join("store.bin"));
+    let ns = rag::Namespace::default();
+    let first = AppState::build(c.clone()).await.unwrap();
+    first
+        .rag
+        .ingest(rag::Document::new(
+            "a.md",
+            "Persisted text survives a restart.",
+        ))
+        .await
+        .unwrap();
+    first.persist().unwrap();
+    let second = AppState::build(c).await.unwrap();
+    assert_eq!(second.rag.store().count(&ns).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn ready_reports_an_unreachable_llm() {
+    // Nothing listens on port 9 of loopback (discard); connecting fails fast.
+    let mut c = ServerConfig::default();
+    c.llm.kind = "openai".into();
+    c.llm.base_url = Some("http://127.0.0.1:9/v1".into());
+    c.llm.model = Some("m".into());
+    c.layers.retry_attempts = 1;
+    let s = Server::start(c).await;
+    let r = s.get("/ready", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    let llm = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "llm")
+        .unwrap();
+    assert_ne!(llm["status"], "ok");
+    assert_eq!(
+        s.get("/health", None).send().await.unwrap().status(),
+        StatusCode::OK
+    );
 }

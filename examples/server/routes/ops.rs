@@ -67,16 +67,25 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Status>) 
     let llm = match &*state.llm_kind {
         "extractive" => Ok(()),
         _ => {
-            // A one-token completion: the cheapest call every
-            // OpenAI-compatible API serves.
-            let req = rag::ChatRequest::new(vec![rag::Message::user("ping")]).with_max_tokens(1);
-            tokio::time::timeout(
-                std::time::Duration::from_secs(10),
-                state.rag.llm().complete(req),
-            )
-            .await
-            .map_err(|_| "timed out".to_owned())
-            .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
+            let mut last = state.llm_probe.lock().await;
+            match &*last {
+                Some((at, r)) if at.elapsed() < std::time::Duration::from_secs(30) => r.clone(),
+                _ => {
+                    // A one-token completion: the cheapest call every
+                    // OpenAI-compatible API serves.
+                    let req =
+                        rag::ChatRequest::new(vec![rag::Message::user("ping")]).with_max_tokens(1);
+                    let r = tokio::time::timeout(
+                        std::time::Duration::from_secs(10),
+                        state.rag.llm().complete(req),
+                    )
+                    .await
+                    .map_err(|_| "timed out".to_owned())
+                    .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()));
+                    *last = Some((std::time::Instant::now(), r.clone()));
+                    r
+                }
+            }
         }
     };
     push("llm", llm);

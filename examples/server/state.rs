@@ -15,6 +15,9 @@ use crate::auth::{KeyRing, Limits};
 use crate::config::ServerConfig;
 use crate::routes::feedback::FeedbackRecord;
 
+/// A readiness probe's result and when it ran.
+pub type Probe = (std::time::Instant, Result<(), String>);
+
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct AppState {
@@ -36,7 +39,7 @@ pub struct AppState {
     pub llm_kind: Arc<str>,
     /// The last LLM readiness probe and when it ran (probes are cached for
     /// 30 s so that frequent `/ready` polls do not each call the model).
-    pub llm_probe: Arc<tokio::sync::Mutex<Option<(std::time::Instant, Result<(), String>)>>>,
+    pub llm_probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).

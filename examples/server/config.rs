@@ -80,6 +80,9 @@ pub struct StoreConfig {
     pub path: Option<PathBuf>,
     /// For `pgvector`: the database URL (`RAG_PG_URL` or `DATABASE_URL`).
     pub url: Option<String>,
+    /// For `pgvector`: the prefix of its tables (`RAG_PG_TABLE_PREFIX`;
+    /// the adapter's `rag` by default).
+    pub table_prefix: Option<String>,
 }
 
 impl Default for StoreConfig {
@@ -88,6 +91,7 @@ impl Default for StoreConfig {
             kind: "memory".into(),
             path: None,
             url: None,
+            table_prefix: None,
         }
     }
 }
@@ -235,6 +239,9 @@ impl ServerConfig {
         }
         if let Some(v) = var("RAG_PG_URL").or_else(|| var("DATABASE_URL")) {
             self.store.url.get_or_insert(v);
+        }
+        if let Some(v) = var("RAG_PG_TABLE_PREFIX") {
+            self.store.table_prefix = Some(v);
         }
         if let Some(v) = var("RAG_EMBEDDER") {
             self.embedder.kind = v;

@@ -129,15 +129,17 @@ impl AppState {
                         PgSessionConfig, PgSessionStore, PgVectorConfig, PgVectorStore,
                     };
                     let url = config.store.url.clone().unwrap_or_default();
-                    let pc = PgVectorConfig::default().with_dimensions(embedder.dimensions());
+                    let mut pc = PgVectorConfig::default().with_dimensions(embedder.dimensions());
+                    let mut sc = PgSessionConfig::default();
+                    if let Some(prefix) = &config.store.table_prefix {
+                        pc = pc.with_table_prefix(prefix.as_str());
+                        sc = sc.with_table_prefix(prefix.as_str());
+                    }
                     let store = PgVectorStore::connect(&url, pc)
                         .await
                         .map_err(err("store (pgvector)"))?;
-                    let sessions = PgSessionStore::with_config(
-                        store.pool().clone(),
-                        PgSessionConfig::default(),
-                    )
-                    .map_err(err("session store (pgvector)"))?;
+                    let sessions = PgSessionStore::with_config(store.pool().clone(), sc)
+                        .map_err(err("session store (pgvector)"))?;
                     sessions
                         .migrate()
                         .await

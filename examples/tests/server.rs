@@ -942,3 +942,86 @@ async fn ready_reports_an_unreachable_llm() {
         StatusCode::OK
     );
 }
+
+#[tokio::test]
+async fn pgvector_store_end_to_end() {
+    let Ok(url) = std::env::var("RAG_TEST_PG_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "RAG_TEST_PG_URL is not set under CI: the pgvector server test must run"
+        );
+        eprintln!(
+            "NOTICE: pgvector_store_end_to_end NOT RUN: set RAG_TEST_PG_URL (scripts/test starts a server)"
+        );
+        return;
+    };
+    let prefix = format!(
+        "t_server_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let mut c = ServerConfig::default();
+    c.store.kind = "pgvector".into();
+    c.store.url = Some(url);
+    c.store.table_prefix = Some(prefix.clone());
+    let s = Server::start(c).await;
+    let ready: Value = s
+        .get("/ready", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ok", "{ready}");
+    let r: Value = s
+        .post("/v1/documents", None, &docs())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["added"].as_array().unwrap().len(), 2, "{r}");
+    let sess: Value = s
+        .post("/v1/sessions", None, &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?", "session_id": sess["id"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["citations"][0]["source"], "ops/keys.md", "{a}");
+    let h: Value = s
+        .get(
+            &format!("/v1/sessions/{}", sess["id"].as_str().unwrap()),
+            None,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["messages"].as_array().unwrap().len(), 2);
+    let page: Value = s
+        .get("/v1/documents", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["documents"].as_array().unwrap().len(), 2);
+}

@@ -128,6 +128,10 @@ async fn json_413(req: Request, next: Next) -> Response {
 
 /// The whole application: `/v1` behind authentication, the operational
 /// endpoints outside it, and the middleware stack.
+///
+/// The per-IP limit reads the peer address, so serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`crate::serve`]
+/// does.
 pub fn app(state: AppState) -> Router {
     let cfg = state.config.clone();
     let v1 = Router::new()

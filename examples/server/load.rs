@@ -10,7 +10,8 @@
 //!
 //! Without `--url` it starts the server in-process on `127.0.0.1:0` with the
 //! embedded default (in-memory store, `HashEmbedder`, extractive answers,
-//! answer cache off so every request runs the pipeline) and ingests this
+//! answer cache off so every request runs the pipeline, `--cache` turns it
+//! on as in the server's default configuration) and ingests this
 //! workspace's Markdown docs first. With `--url` it only sends questions
 //! (ingest something first).
 
@@ -71,7 +72,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(u) => u,
         None => {
             let mut cfg = ServerConfig::default();
-            cfg.layers.answer_cache_entries = 0;
+            if !args.iter().any(|a| a == "--cache") {
+                cfg.layers.answer_cache_entries = 0;
+            }
             cfg.rate_limit.per_key_per_minute = 0;
             let state = AppState::build(cfg).await?;
             let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -1025,3 +1025,104 @@ async fn pgvector_store_end_to_end() {
         .unwrap();
     assert_eq!(page["documents"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_finish() {
+    let mut s = Server::start(ServerConfig::default()).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let r = s
+        .post(
+            "/v1/ask/stream",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Headers received, body not read yet: shut down now.
+    s.stop.take().unwrap().send(()).unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(events.last().unwrap().event, "done");
+    let clean = tokio::time::timeout(Duration::from_secs(10), s.done.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(clean);
+}
+
+/// Collects everything the server logs.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_with_request_ids_and_never_keys_or_text() {
+    let buf = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_current_span(true)
+        .with_writer(buf.clone())
+        .finish();
+    // The test runtime is single-threaded: the server's tasks log here too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = Server::start(secured()).await;
+    let secret_text = "The vault combination is 7-3-9-SECRETWORD.";
+    let body = json!({"documents": [{"source": "vault.md", "text": secret_text}]});
+    s.post("/v1/documents", Some(ADMIN), &body)
+        .send()
+        .await
+        .unwrap();
+    s.post(
+        "/v1/ask",
+        Some(ADMIN),
+        &json!({"question": "What is the vault combination?"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    s.post(
+        "/v1/ask",
+        Some("wrong-key-SECRETKEY"),
+        &json!({"question": "x"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string());
+    }
+    assert!(logs.contains("request_id"), "{logs}");
+    assert!(
+        logs.contains("\"key\":\"admin\""),
+        "the key's name is logged"
+    );
+    for secret in [ADMIN, "SECRETKEY", "SECRETWORD", &hash_key(ADMIN)] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}

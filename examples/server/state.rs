@@ -101,7 +101,6 @@ impl AppState {
     /// Builds the pipeline and its backends; a clear message on failure.
     pub async fn build(config: ServerConfig) -> Result<Self, String> {
         config.validate()?;
-        let keys = KeyRing::new(&config.keys)?;
         let err = |what: &str| {
             let what = what.to_owned();
             move |e: rag::Error| format!("{what}: {e}")
@@ -204,6 +203,18 @@ impl AppState {
                 builder.answer_cache(AnswerCacheConfig::new(config.layers.answer_cache_entries));
         }
         let rag = builder.build().map_err(err("pipeline"))?;
+        let mut state = Self::from_rag(rag, config, llm_kind)?;
+        state.persist = persist;
+        Ok(state)
+    }
+
+    /// Serves an existing pipeline (your own store, models and layers) with
+    /// the server settings of `config`; its `store`, `embedder`, `llm` and
+    /// `layers` sections are ignored. `llm_kind` names the model backend in
+    /// `/ready` and `/v1/models`; `"extractive"` skips the readiness probe.
+    pub fn from_rag(rag: Rag, config: ServerConfig, llm_kind: &str) -> Result<Self, String> {
+        config.validate()?;
+        let keys = KeyRing::new(&config.keys)?;
         let r = &config.rate_limit;
         let limits = Limits::new(
             r.per_key_per_minute,
@@ -217,7 +228,7 @@ impl AppState {
             limits: Arc::new(limits),
             metrics: metrics_handle(),
             feedback: Arc::new(Mutex::new(Vec::new())),
-            persist,
+            persist: None,
             llm_kind: llm_kind.into(),
             llm_probe: Arc::default(),
             config: Arc::new(config),

@@ -35,7 +35,10 @@ struct Server {
 
 impl Server {
     async fn start(config: ServerConfig) -> Self {
-        let state = AppState::build(config).await.expect("state");
+        Self::with_state(AppState::build(config).await.expect("state")).await
+    }
+
+    async fn with_state(state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr: SocketAddr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -1125,4 +1128,98 @@ async fn logs_are_json_with_request_ids_and_never_keys_or_text() {
     for secret in [ADMIN, "SECRETKEY", "SECRETWORD", &hash_key(ADMIN)] {
         assert!(!logs.contains(secret), "{secret} leaked into the logs");
     }
+}
+
+fn scripted(llm: rag::testkit::ScriptedLlm, config: ServerConfig) -> AppState {
+    let rag = rag::Rag::builder()
+        .llm(llm)
+        .sessions(rag::MemorySessionStore::default())
+        .build()
+        .unwrap();
+    AppState::from_rag(rag, config, "scripted").unwrap()
+}
+
+#[tokio::test]
+async fn generated_answers_cite_sources_plain_streamed_and_openai() {
+    use async_openai::types::chat::CreateChatCompletionStreamResponse;
+    use rag::testkit::ScriptedLlm;
+    let llm = ScriptedLlm::new()
+        .then_reply("Rotate them every 90 days [1].")
+        .then_reply("Every 90 days [1], says the handbook.")
+        .then_reply("Ninety days [1].");
+    let s = Server::with_state(scripted(llm, ServerConfig::default())).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let q = json!({"question": "How often should API keys be rotated?"});
+    let a: Value = s
+        .post("/v1/ask", None, &q)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["text"], "Rotate them every 90 days [1].");
+    assert_eq!(a["extractive"], false);
+    assert_eq!(a["citations"].as_array().unwrap().len(), 1);
+    assert!(a["citations"][0]["source"].is_string());
+
+    let r = s.post("/v1/ask/stream", None, &q).send().await.unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let text: String = events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.data).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(text, "Every 90 days [1], says the handbook.");
+    assert!(events.iter().filter(|e| e.event == "delta").count() > 1);
+
+    let body = json!({"model": "rag", "stream": true, "messages": [{"role": "user", "content": "How often should API keys be rotated?"}]});
+    let r = s
+        .post("/v1/chat/completions", None, &body)
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<CreateChatCompletionStreamResponse>(&e.data).unwrap())
+        .filter_map(|c| c.choices[0].delta.content.clone())
+        .collect();
+    assert_eq!(text, "Ninety days [1].");
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_with_504() {
+    use rag::testkit::{ScriptedLlm, Step};
+    let llm = ScriptedLlm::new().then(Step::Delay(
+        Duration::from_secs(30),
+        Box::new(Step::Reply("late".into())),
+    ));
+    let mut c = ServerConfig::default();
+    c.request_timeout_secs = 1;
+    let s = Server::with_state(scripted(llm, c)).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let t = std::time::Instant::now();
+    let r = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(t.elapsed() < Duration::from_secs(10));
 }

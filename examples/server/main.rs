@@ -4,6 +4,7 @@
 //! cargo run -p rag-examples --bin server                       # embedded default, offline
 //! cargo run -p rag-examples --bin server -- --config server.toml
 //! cargo run -p rag-examples --bin server -- hash-key MY-SECRET  # prints sha256:<hex> for [[keys]]
+//! echo MY-SECRET | cargo run -p rag-examples --bin server -- hash-key -   # the same, from stdin
 //! cargo run -p rag-examples --bin server -- check-config --config server.toml
 //! ```
 //!
@@ -19,7 +20,7 @@ use rag_server::{AppState, ServerConfig};
 use tracing_subscriber::EnvFilter;
 
 const USAGE: &str =
-    "usage: server [--config FILE] | server check-config [--config FILE] | server hash-key KEY";
+    "usage: server [--config FILE] | server check-config [--config FILE] | server hash-key KEY|-";
 
 fn init_logs(format: &str) {
     let filter = EnvFilter::try_from_env("RAG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
@@ -68,10 +69,20 @@ async fn main() -> ExitCode {
                 }
             },
             "hash-key" => {
-                let Some(key) = args.next() else {
+                let Some(mut key) = args.next() else {
                     eprintln!("{USAGE}");
                     return ExitCode::from(2);
                 };
+                // `-` reads the key from standard input, keeping it out of
+                // the shell history and the process list.
+                if key == "-" {
+                    key.clear();
+                    if std::io::stdin().read_line(&mut key).is_err() {
+                        eprintln!("cannot read the key from standard input");
+                        return ExitCode::from(2);
+                    }
+                    key = key.trim_end_matches(['\r', '\n']).to_owned();
+                }
                 println!("{}", rag_server::auth::hash_key(&key));
                 return ExitCode::SUCCESS;
             }

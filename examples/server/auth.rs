@@ -316,10 +316,13 @@ pub async fn authenticate(
             namespace: key.namespace.clone(),
         }
     };
-    if let Err(e) = state
-        .limits
-        .check(state.limits.per_key.as_ref(), &principal.name)
-    {
+    // Without keys (an open server) the per-key budget is per client IP.
+    let bucket: Arc<str> = if state.keys.is_empty() {
+        format!("anonymous@{}", peer.ip()).into()
+    } else {
+        principal.name.clone()
+    };
+    if let Err(e) = state.limits.check(state.limits.per_key.as_ref(), &bucket) {
         return e.into_response();
     }
     tracing::Span::current().record("key", &*principal.name);

@@ -173,7 +173,8 @@ impl Default for LayersConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimitSettings {
-    /// Requests per minute per key; `0` for none (`RAG_RATE_LIMIT_PER_KEY`).
+    /// Requests per minute per key (per client IP when no key is
+    /// configured); `0` for none (`RAG_RATE_LIMIT_PER_KEY`).
     pub per_key_per_minute: u32,
     /// Burst per key; `0` means the per-minute figure.
     pub per_key_burst: u32,

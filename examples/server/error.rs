@@ -1,0 +1,145 @@
+//! The JSON error body every endpoint returns, and the mapping from
+//! [`rag::Error`] to HTTP statuses.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// An error response: `{"error": {"code", "message", "field"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable, machine-readable code (`invalid_input`, `unauthorized`…).
+    pub code: &'static str,
+    /// A human-readable message. Never contains keys or document text.
+    pub message: String,
+    /// The request field at fault, for validation errors.
+    pub field: Option<String>,
+    /// Seconds to wait before retrying, for `429` and `503`.
+    pub retry_after: Option<Duration>,
+}
+
+/// The body of an error response.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code.
+    pub code: String,
+    /// A human-readable message.
+    pub message: String,
+    /// The request field at fault, for `422`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// An error with a status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            field: None,
+            retry_after: None,
+        }
+    }
+
+    /// `422 Unprocessable Entity` naming the field at fault.
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", message);
+        e.field = Some(field.into());
+        e
+    }
+
+    /// `401 Unauthorized`.
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    /// `403 Forbidden`.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// `404 Not Found`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// `429 Too Many Requests` with `Retry-After`.
+    pub fn rate_limited(retry_after: Duration) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many requests",
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// Sets the field at fault.
+    #[must_use]
+    pub fn with_field(mut self, field: impl Into<String>) -> Self {
+        self.field = Some(field.into());
+        self
+    }
+}
+
+impl From<rag::Error> for ApiError {
+    fn from(e: rag::Error) -> Self {
+        use rag::Error as E;
+        let (status, code) = match &e {
+            E::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
+            E::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
+            E::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
+            E::ContextLengthExceeded { .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "context_length_exceeded")
+            }
+            E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
+            E::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "upstream_unauthorized"),
+            E::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+            E::CircuitOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open"),
+            _ => (StatusCode::BAD_GATEWAY, "backend_error"),
+        };
+        let mut out = Self::new(status, code, e.to_string());
+        out.retry_after = e.retry_after();
+        if status.is_server_error() {
+            tracing::warn!(kind = e.kind(), status = status.as_u16(), "request failed");
+        }
+        out
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                field: self.field,
+            },
+        };
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(d) = self.retry_after {
+            let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+            if let Ok(v) = HeaderValue::from_str(&secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// The result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,228 @@
+//! The router and the handlers, one module per resource.
+
+pub mod ask;
+pub mod documents;
+pub mod feedback;
+pub mod ops;
+pub mod sessions;
+
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, MatchedPath, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Router, extract::DefaultBodyLimit};
+use serde::de::DeserializeOwned;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// A JSON body whose errors are `422` naming the field (or `413` when too
+/// large, `415` when not JSON).
+#[derive(Debug)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !is_json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as application/json",
+            ));
+        }
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                payload_too_large()
+            } else {
+                ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text())
+            }
+        })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(v) => Ok(Self(v)),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let msg = inner.to_string();
+                // A missing field is reported by serde at its parent; name it.
+                let field = msg
+                    .strip_prefix("missing field `")
+                    .and_then(|r| r.split('`').next())
+                    .map(|f| {
+                        if path == "." {
+                            f.to_owned()
+                        } else {
+                            format!("{path}.{f}")
+                        }
+                    })
+                    .unwrap_or(path);
+                if inner.is_syntax() || inner.is_eof() {
+                    return Err(ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "malformed_json",
+                        format!("malformed JSON: {msg}"),
+                    ));
+                }
+                Err(ApiError::invalid(field, msg))
+            }
+        }
+    }
+}
+
+/// `413` with the JSON error body.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        "the request body is larger than the server accepts",
+    )
+}
+
+async fn record_metrics(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().to_string();
+    let t = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("rag_server_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("rag_server_request_duration_seconds", "method" => method, "route" => route)
+        .record(t.elapsed().as_secs_f64());
+    resp
+}
+
+/// Turns tower-http's plain `413` into the JSON error body.
+async fn json_413(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let resp = next.run(req).await;
+    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_none_or(|v| v != "application/json")
+    {
+        return payload_too_large().into_response();
+    }
+    resp
+}
+
+/// The whole application: `/v1` behind authentication, the operational
+/// endpoints outside it, and the middleware stack.
+///
+/// The per-IP limit reads the peer address, so serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`crate::serve`]
+/// does.
+pub fn app(state: AppState) -> Router {
+    let cfg = state.config.clone();
+    let v1 = Router::new()
+        .route("/documents", post(documents::ingest).get(documents::list))
+        .route("/documents/upload", post(documents::upload))
+        .route(
+            "/documents/{id}",
+            get(documents::get_document).delete(documents::delete),
+        )
+        .route("/ask", post(ask::ask))
+        .route("/ask/stream", post(ask::ask_stream))
+        .route("/sessions", post(sessions::create))
+        .route(
+            "/sessions/{id}",
+            get(sessions::history).delete(sessions::delete),
+        )
+        .route("/feedback", post(feedback::submit))
+        .route(
+            "/chat/completions",
+            post(crate::openai_compat::chat_completions),
+        )
+        .route("/models", get(crate::openai_compat::models))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+
+    let request_id = HeaderName::from_static("x-request-id");
+    let mut router = Router::new()
+        .nest("/v1", v1)
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi))
+        .with_state(state)
+        .layer(middleware::from_fn(record_metrics))
+        .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
+        .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
+        .layer(middleware::from_fn(json_413))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(cfg.request_timeout_secs),
+        ));
+    if !cfg.cors_origins.is_empty() {
+        let origins: Vec<HeaderValue> = cfg
+            .cors_origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o).ok())
+            .collect();
+        router = router.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::DELETE])
+                .allow_headers([
+                    header::AUTHORIZATION,
+                    header::CONTENT_TYPE,
+                    HeaderName::from_static("x-api-key"),
+                ])
+                .expose_headers([request_id.clone(), header::RETRY_AFTER])
+                .max_age(Duration::from_secs(600)),
+        );
+    }
+    let security = [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "no-referrer"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; frame-ancestors 'none'",
+        ),
+        (header::CACHE_CONTROL, "no-store"),
+    ];
+    for (name, value) in security {
+        router = router.layer(SetResponseHeaderLayer::if_not_present(
+            name,
+            HeaderValue::from_static(value),
+        ));
+    }
+    router
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(
+            TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                let id = req
+                    .headers()
+                    .get("x-request-id")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-");
+                // Path only: never the query string, headers or body.
+                tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id, key = tracing::field::Empty)
+            })
+            .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}

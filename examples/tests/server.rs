@@ -1,0 +1,1225 @@
+//! End-to-end tests: the server bound to 127.0.0.1:0, driven by a real HTTP
+//! client.
+
+// Tests tweak one or two fields of the default configuration at a time.
+#![allow(clippy::field_reassign_with_default)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::StreamExt;
+use rag_server::auth::{KeyConfig, Scope, hash_key};
+use rag_server::{AppState, ServerConfig};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const ADMIN: &str = "admin-key-0123456789";
+const ADMIN_NEW: &str = "admin-key-rotated-9876";
+const ACME_READ: &str = "acme-read-key";
+const ACME_INGEST: &str = "acme-ingest-key";
+const GLOBEX_INGEST: &str = "globex-ingest-key";
+
+/// A client (reqwest is built without a default TLS provider; loopback
+/// needs none, but the client insists on one).
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+struct Server {
+    base: String,
+    client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    done: Option<tokio::task::JoinHandle<std::io::Result<bool>>>,
+}
+
+impl Server {
+    async fn start(config: ServerConfig) -> Self {
+        Self::with_state(AppState::build(config).await.expect("state")).await
+    }
+
+    async fn with_state(state: AppState) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr: SocketAddr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let done = tokio::spawn(rag_server::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Self {
+            base: format!("http://{addr}"),
+            client: client(),
+            stop: Some(tx),
+            done: Some(done),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
+        let r = self.client.post(self.url(path)).json(body);
+        match key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    fn get(&self, path: &str, key: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.client.get(self.url(path));
+        match key {
+            Some(k) => r.header("x-api-key", k),
+            None => r,
+        }
+    }
+}
+
+fn key(name: &str, secret: &str, scopes: &[Scope], ns: Option<&str>) -> KeyConfig {
+    KeyConfig {
+        name: name.into(),
+        hash: hash_key(secret),
+        scopes: scopes.to_vec(),
+        namespace: ns.map(str::to_owned),
+    }
+}
+
+fn secured() -> ServerConfig {
+    let mut c = ServerConfig::default();
+    c.keys = vec![
+        key("admin", ADMIN, &[Scope::Admin], None),
+        key("admin-rotated", ADMIN_NEW, &[Scope::Admin], None),
+        key("acme-read", ACME_READ, &[Scope::Read], Some("acme")),
+        key("acme-ingest", ACME_INGEST, &[Scope::Ingest], Some("acme")),
+        key(
+            "globex-ingest",
+            GLOBEX_INGEST,
+            &[Scope::Ingest],
+            Some("globex"),
+        ),
+    ];
+    c.rate_limit.per_key_per_minute = 0;
+    c
+}
+
+fn docs() -> Value {
+    json!({"documents": [
+        {"source": "ops/keys.md", "text": "# Keys\n\nRotate API keys every 90 days. Old keys stay valid for one day after rotation.", "metadata": {"team": "ops"}},
+        {"source": "dev/build.md", "text": "# Build\n\nRun cargo build to compile the workspace. The tests run with scripts/test.", "metadata": {"team": "dev"}}
+    ]})
+}
+
+async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("a JSON error body");
+    (status, body)
+}
+
+#[tokio::test]
+async fn ingest_ask_list_get_delete_and_sessions() {
+    let s = Server::start(ServerConfig::default()).await;
+    let r = s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["added"].as_array().unwrap().len(), 2);
+    // Ingesting again changes nothing.
+    let report: Value = s
+        .post("/v1/documents", None, &docs())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["unchanged"].as_array().unwrap().len(), 2);
+
+    let r = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(r.headers().contains_key("x-request-id"));
+    let a: Value = r.json().await.unwrap();
+    assert!(a["text"].as_str().unwrap().contains("90 days"), "{a}");
+    assert_eq!(a["citations"][0]["source"], "ops/keys.md");
+    assert!(a["extractive"].as_bool().unwrap());
+    assert!(a["timings"]["total_ms"].as_f64().unwrap() > 0.0);
+
+    // A filter restricts the sources.
+    let a: Value = s
+        .post("/v1/ask", None, &json!({"question": "How often should API keys be rotated?", "filter": {"eq": {"field": {"metadata": "team"}, "value": "dev"}}}))
+        .send().await.unwrap().json().await.unwrap();
+    assert!(
+        a["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|x| x["source"] == "dev/build.md"),
+        "{a}"
+    );
+
+    // List, paged.
+    let page: Value = s
+        .get("/v1/documents?limit=1", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["documents"].as_array().unwrap().len(), 1);
+    let next = page["next"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{page}"))
+        .to_owned();
+    let page2: Value = s
+        .get(&format!("/v1/documents?limit=1&after={next}"), None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page2["documents"].as_array().unwrap().len(), 1);
+    assert_ne!(page["documents"][0]["id"], page2["documents"][0]["id"]);
+    assert!(page2["next"].is_null());
+
+    // Get and delete.
+    let d: Value = s
+        .get("/v1/documents/ops%2Fkeys.md", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(d["source"], "ops/keys.md");
+    let r = s
+        .client
+        .delete(s.url("/v1/documents/ops%2Fkeys.md"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = s
+        .get("/v1/documents/ops%2Fkeys.md", None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .client
+        .delete(s.url("/v1/documents/ops%2Fkeys.md"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Sessions: create, ask in it, history, delete.
+    let r = s
+        .post("/v1/sessions", None, &json!({"metadata": {"title": "t"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let sess: Value = r.json().await.unwrap();
+    let id = sess["id"].as_str().unwrap().to_owned();
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How do I compile the workspace?", "session_id": id}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["session_id"], id.as_str());
+    let h: Value = s
+        .get(&format!("/v1/sessions/{id}"), None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(h["messages"][0]["role"], "user");
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/sessions/{id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = s
+        .get(&format!("/v1/sessions/{id}"), None)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Feedback on the answer.
+    let r = s
+        .post(
+            "/v1/feedback",
+            None,
+            &json!({"answer_id": a["answer_id"], "rating": 1}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let (st, e) = error_of(
+        s.post(
+            "/v1/feedback",
+            None,
+            &json!({"answer_id": a["answer_id"], "rating": 5}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["field"], "rating");
+}
+
+#[tokio::test]
+async fn ask_stream_sends_sources_deltas_done() {
+    let s = Server::start(ServerConfig::default()).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let r = s
+        .post(
+            "/v1/ask/stream",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let names: Vec<&str> = events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(names.first(), Some(&"sources"));
+    assert_eq!(names.last(), Some(&"done"));
+    assert!(names[1..names.len() - 1].iter().all(|n| *n == "delta") && names.len() > 2);
+    let text: String = events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.data).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let done: Value = serde_json::from_str(&events.last().unwrap().data).unwrap();
+    assert_eq!(done["text"].as_str().unwrap(), text);
+    assert_eq!(done["citations"][0]["source"], "ops/keys.md");
+    let sources: Value = serde_json::from_str(&events[0].data).unwrap();
+    assert!(!sources.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn every_auth_failure_mode() {
+    let s = Server::start(secured()).await;
+    let q = json!({"question": "keys?"});
+    // Missing key.
+    let (st, e) = error_of(s.post("/v1/ask", None, &q).send().await.unwrap()).await;
+    assert_eq!(st, StatusCode::UNAUTHORIZED);
+    assert_eq!(e["error"]["code"], "unauthorized");
+    // Wrong key; a key's hash is not a key.
+    for bad in ["nope", hash_key(ADMIN).as_str(), "admin-key-012345678"] {
+        let (st, _) = error_of(s.post("/v1/ask", Some(bad), &q).send().await.unwrap()).await;
+        assert_eq!(st, StatusCode::UNAUTHORIZED, "{bad}");
+    }
+    // Malformed header.
+    let r = s
+        .client
+        .post(s.url("/v1/ask"))
+        .header("authorization", format!("Basic {ADMIN}"))
+        .json(&q)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // Wrong scope: a read key cannot ingest or delete.
+    let (st, e) = error_of(
+        s.post("/v1/documents", Some(ACME_READ), &docs())
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    assert!(e["error"]["message"].as_str().unwrap().contains("ingest"));
+    let r = s
+        .client
+        .delete(s.url("/v1/documents/x"))
+        .bearer_auth(ACME_READ)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // Both keys of a rotation work.
+    for k in [ADMIN, ADMIN_NEW] {
+        let r = s.post("/v1/ask", Some(k), &q).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+    }
+    // The ops endpoints are open.
+    assert_eq!(
+        s.get("/health", None).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn tenants_are_isolated() {
+    let s = Server::start(secured()).await;
+    // acme ingests into its bound namespace without naming it.
+    let r: Value = s
+        .post("/v1/documents", Some(ACME_INGEST), &docs())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["namespace"], "acme");
+    // globex asking for acme's namespace is refused.
+    let (st, _) = error_of(
+        s.post(
+            "/v1/ask",
+            Some(GLOBEX_INGEST),
+            &json!({"question": "keys?", "namespace": "acme"}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _) = error_of(
+        s.post(
+            "/v1/documents",
+            Some(GLOBEX_INGEST),
+            &json!({"namespace": "acme", "documents": [{"source": "x", "text": "y"}]}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let r = s
+        .get("/v1/documents?namespace=acme", Some(GLOBEX_INGEST))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    // In its own namespace globex sees nothing of acme's.
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            Some(GLOBEX_INGEST),
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(a["sources"].as_array().unwrap().is_empty(), "{a}");
+    let page: Value = s
+        .get("/v1/documents", Some(GLOBEX_INGEST))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(page["documents"].as_array().unwrap().is_empty());
+    let r = s
+        .get("/v1/documents/ops%2Fkeys.md", Some(GLOBEX_INGEST))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .client
+        .delete(s.url("/v1/documents/ops%2Fkeys.md"))
+        .bearer_auth(GLOBEX_INGEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    // acme reads its own.
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            Some(ACME_READ),
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["citations"][0]["source"], "ops/keys.md");
+    // A session of acme is invisible to globex, also when used in ask.
+    let sess: Value = s
+        .post("/v1/sessions", Some(ACME_READ), &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sess["id"].as_str().unwrap();
+    assert_eq!(sess["namespace"], "acme");
+    let r = s
+        .get(&format!("/v1/sessions/{id}"), Some(GLOBEX_INGEST))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .client
+        .delete(s.url(&format!("/v1/sessions/{id}")))
+        .bearer_auth(GLOBEX_INGEST)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .post(
+            "/v1/ask",
+            Some(GLOBEX_INGEST),
+            &json!({"question": "keys?", "session_id": id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = s
+        .get(&format!("/v1/sessions/{id}"), Some(ACME_READ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn limits_413_422_429() {
+    let mut c = ServerConfig::default();
+    c.body_limit_bytes = 16 * 1024;
+    c.rate_limit.per_key_per_minute = 0;
+    let s = Server::start(c).await;
+    // 413, JSON body.
+    let big = json!({"documents": [{"source": "big", "text": "x".repeat(64 * 1024)}]});
+    let (st, e) = error_of(s.post("/v1/documents", None, &big).send().await.unwrap()).await;
+    assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(e["error"]["code"], "payload_too_large");
+    // 422 naming the field: missing, wrong type, unknown, semantic.
+    let cases = [
+        (json!({}), "question"),
+        (json!({"question": 3}), "question"),
+        (json!({"question": "q", "top_k": 0}), "top_k"),
+        (json!({"question": "  "}), "question"),
+        (
+            json!({"question": "q", "namespace": "no spaces"}),
+            "namespace",
+        ),
+        (
+            json!({"question": "q", "filter": {"nonsense": 1}}),
+            "filter",
+        ),
+        (json!({"question": "q", "bogus": 1}), "bogus"),
+    ];
+    for (body, field) in cases {
+        let (st, e) = error_of(s.post("/v1/ask", None, &body).send().await.unwrap()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (st, e) = error_of(
+        s.post(
+            "/v1/documents",
+            None,
+            &json!({"documents": [{"source": "a", "text": ""}]}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["field"], "documents[0].text");
+    // Malformed JSON is 400, not JSON at all is 415.
+    let r = s
+        .client
+        .post(s.url("/v1/ask"))
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = s
+        .client
+        .post(s.url("/v1/ask"))
+        .body("question")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    // 429 with Retry-After, per key.
+    let mut c = secured();
+    c.rate_limit.per_key_per_minute = 2;
+    let s = Server::start(c).await;
+    for _ in 0..2 {
+        assert_eq!(
+            s.get("/v1/models", Some(ADMIN))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            StatusCode::OK
+        );
+    }
+    let r = s.get("/v1/models", Some(ADMIN)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    // Another key has its own budget.
+    assert_eq!(
+        s.get("/v1/models", Some(ADMIN_NEW))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+
+    // Per IP, before authentication.
+    let mut c = secured();
+    c.rate_limit.per_key_per_minute = 0;
+    c.rate_limit.per_ip_per_minute = 1;
+    let s = Server::start(c).await;
+    assert_eq!(
+        s.get("/v1/models", Some("wrong"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let r = s.get("/v1/models", Some(ADMIN)).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
+async fn headers_request_ids_and_cors() {
+    let mut c = ServerConfig::default();
+    c.cors_origins = vec!["https://app.example".into()];
+    let s = Server::start(c).await;
+    let r = s
+        .get("/health", None)
+        .header("x-request-id", "req-123")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "req-123");
+    assert_eq!(r.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(r.headers()["x-frame-options"], "DENY");
+    let r = s.get("/health", None).send().await.unwrap();
+    assert_eq!(r.headers()["x-request-id"].to_str().unwrap().len(), 36);
+    let pre = |origin: &'static str| {
+        s.client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/ask"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+    };
+    let r = pre("https://app.example").await.unwrap();
+    assert_eq!(
+        r.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    let r = pre("https://evil.example").await.unwrap();
+    assert!(!r.headers().contains_key("access-control-allow-origin"));
+}
+
+#[tokio::test]
+async fn openai_compatible_endpoints() {
+    use async_openai::types::chat::{
+        CreateChatCompletionResponse, CreateChatCompletionStreamResponse,
+    };
+    use async_openai::types::models::ListModelResponse;
+    let s = Server::start(secured()).await;
+    s.post("/v1/documents", Some(ADMIN), &docs())
+        .send()
+        .await
+        .unwrap();
+    let models: ListModelResponse = s
+        .get("/v1/models", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(models.data[0].id, "rag");
+
+    let body = json!({"model": "rag", "messages": [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "How often should API keys be rotated?"}]});
+    let raw: Value = s
+        .post("/v1/chat/completions", Some(ADMIN), &body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp: CreateChatCompletionResponse = serde_json::from_value(raw.clone()).unwrap();
+    assert_eq!(resp.object, "chat.completion");
+    let content = resp.choices[0].message.content.clone().unwrap();
+    assert!(content.contains("90 days"), "{content}");
+    assert_eq!(raw["citations"][0]["source"], "ops/keys.md");
+    assert!(resp.usage.unwrap().total_tokens > 0);
+
+    let mut body = body;
+    body["stream"] = json!(true);
+    let r = s
+        .post("/v1/chat/completions", Some(ADMIN), &body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(events.last().unwrap().data, "[DONE]");
+    let mut text = String::new();
+    let mut last = None;
+    for e in &events[..events.len() - 1] {
+        let chunk: CreateChatCompletionStreamResponse = serde_json::from_str(&e.data).unwrap();
+        assert_eq!(chunk.object, "chat.completion.chunk");
+        text.push_str(chunk.choices[0].delta.content.as_deref().unwrap_or(""));
+        last = Some(e.data.clone());
+    }
+    assert_eq!(text, content);
+    let last: Value = serde_json::from_str(&last.unwrap()).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "stop");
+    assert_eq!(last["citations"][0]["source"], "ops/keys.md");
+
+    // Without a user message: 422 naming `messages`.
+    let (st, e) = error_of(
+        s.post(
+            "/v1/chat/completions",
+            Some(ADMIN),
+            &json!({"model": "rag", "messages": []}),
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(e["error"]["field"], "messages");
+    // A tenant key answers from its tenant only.
+    let raw: Value = s.post("/v1/chat/completions", Some(GLOBEX_INGEST), &json!({"messages": [{"role": "user", "content": "How often should API keys be rotated?"}]})).send().await.unwrap().json().await.unwrap();
+    assert!(raw["citations"].as_array().unwrap().is_empty(), "{raw}");
+}
+
+#[tokio::test]
+async fn openapi_metrics_ready_and_upload() {
+    let s = Server::start(ServerConfig::default()).await;
+    let doc: Value = s
+        .get("/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    let paths = doc["paths"].as_object().unwrap();
+    for p in [
+        "/health",
+        "/ready",
+        "/metrics",
+        "/openapi.json",
+        "/v1/documents",
+        "/v1/documents/upload",
+        "/v1/documents/{id}",
+        "/v1/ask",
+        "/v1/ask/stream",
+        "/v1/sessions",
+        "/v1/sessions/{id}",
+        "/v1/feedback",
+        "/v1/chat/completions",
+        "/v1/models",
+    ] {
+        assert!(paths.contains_key(p), "{p} missing from openapi.json");
+    }
+    // Every $ref resolves.
+    let text = doc.to_string();
+    for r in text.split("\"$ref\":\"#/components/schemas/").skip(1) {
+        let name = r.split('"').next().unwrap();
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {name}"
+        );
+    }
+
+    // Multipart upload: accepted types, rejected type, too large.
+    let form = reqwest::multipart::Form::new()
+        .text("metadata", r#"{"team":"docs"}"#)
+        .part(
+            "file",
+            reqwest::multipart::Part::text("Upload works for Markdown files.")
+                .file_name("guide.md"),
+        )
+        .part(
+            "file",
+            reqwest::multipart::Part::text("fn main() { println!(\"hi\"); }").file_name("main.rs"),
+        );
+    let r = s
+        .client
+        .post(s.url("/v1/documents/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let rep: Value = r.json().await.unwrap();
+    assert_eq!(rep["added"].as_array().unwrap().len(), 2, "{rep}");
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::bytes(vec![0u8; 10]).file_name("image.png"),
+    );
+    let r = s
+        .client
+        .post(s.url("/v1/documents/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let form = reqwest::multipart::Form::new().part(
+        "file",
+        reqwest::multipart::Part::text("y".repeat(1024 * 1024 + 1)).file_name("big.txt"),
+    );
+    let r = s
+        .client
+        .post(s.url("/v1/documents/upload"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    let ready: Value = s
+        .get("/ready", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ok");
+    assert_eq!(ready["checks"].as_array().unwrap().len(), 3);
+
+    s.post("/v1/ask", None, &json!({"question": "upload?"}))
+        .send()
+        .await
+        .unwrap();
+    let m = s
+        .get("/metrics", None)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(m.contains("rag_server_requests_total"), "{m}");
+    assert!(m.contains("route=\"/v1/ask\""));
+}
+
+#[tokio::test]
+async fn graceful_shutdown_and_invalid_config() {
+    let mut s = Server::start(ServerConfig::default()).await;
+    let r = s.get("/health", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    s.stop.take().unwrap().send(()).unwrap();
+    let clean = tokio::time::timeout(Duration::from_secs(10), s.done.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(clean);
+    assert!(client().get(s.url("/health")).send().await.is_err());
+
+    let mut c = ServerConfig::default();
+    c.store.kind = "qdrant".into();
+    let e = AppState::build(c).await.unwrap_err();
+    assert!(e.contains("not available in this build yet"), "{e}");
+    let mut c = ServerConfig::default();
+    c.keys = vec![KeyConfig {
+        name: "k".into(),
+        hash: "plaintext".into(),
+        scopes: vec![Scope::Read],
+        namespace: None,
+    }];
+    assert!(AppState::build(c).await.unwrap_err().contains("sha256"));
+}
+
+#[tokio::test]
+async fn memory_store_persists_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::default();
+    c.store.path = Some(dir.path().join("store.bin"));
+    let ns = rag::Namespace::default();
+    let first = AppState::build(c.clone()).await.unwrap();
+    first
+        .rag
+        .ingest(rag::Document::new(
+            "a.md",
+            "Persisted text survives a restart.",
+        ))
+        .await
+        .unwrap();
+    first.persist().unwrap();
+    let second = AppState::build(c).await.unwrap();
+    assert_eq!(second.rag.store().count(&ns).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn ready_reports_an_unreachable_llm() {
+    // Nothing listens on port 9 of loopback (discard); connecting fails fast.
+    let mut c = ServerConfig::default();
+    c.llm.kind = "openai".into();
+    c.llm.base_url = Some("http://127.0.0.1:9/v1".into());
+    c.llm.model = Some("m".into());
+    c.layers.retry_attempts = 1;
+    let s = Server::start(c).await;
+    let r = s.get("/ready", None).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = r.json().await.unwrap();
+    let llm = body["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "llm")
+        .unwrap();
+    assert_ne!(llm["status"], "ok");
+    assert_eq!(
+        s.get("/health", None).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn pgvector_store_end_to_end() {
+    let Ok(url) = std::env::var("RAG_TEST_PG_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "RAG_TEST_PG_URL is not set under CI: the pgvector server test must run"
+        );
+        eprintln!(
+            "NOTICE: pgvector_store_end_to_end NOT RUN: set RAG_TEST_PG_URL (scripts/test starts a server)"
+        );
+        return;
+    };
+    let prefix = format!(
+        "t_server_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    );
+    let mut c = ServerConfig::default();
+    c.store.kind = "pgvector".into();
+    c.store.url = Some(url);
+    c.store.table_prefix = Some(prefix.clone());
+    let s = Server::start(c).await;
+    let ready: Value = s
+        .get("/ready", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ok", "{ready}");
+    let r: Value = s
+        .post("/v1/documents", None, &docs())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["added"].as_array().unwrap().len(), 2, "{r}");
+    let sess: Value = s
+        .post("/v1/sessions", None, &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?", "session_id": sess["id"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["citations"][0]["source"], "ops/keys.md", "{a}");
+    let h: Value = s
+        .get(
+            &format!("/v1/sessions/{}", sess["id"].as_str().unwrap()),
+            None,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["messages"].as_array().unwrap().len(), 2);
+    let page: Value = s
+        .get("/v1/documents", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["documents"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_open_stream_finish() {
+    let mut s = Server::start(ServerConfig::default()).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let r = s
+        .post(
+            "/v1/ask/stream",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // Headers received, body not read yet: shut down now.
+    s.stop.take().unwrap().send(()).unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    assert_eq!(events.last().unwrap().event, "done");
+    let clean = tokio::time::timeout(Duration::from_secs(10), s.done.take().unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(clean);
+}
+
+/// Collects everything the server logs.
+#[derive(Clone, Default)]
+struct LogBuf(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuf {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogBuf {
+    type Writer = LogBuf;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+#[tokio::test]
+async fn logs_are_json_with_request_ids_and_never_keys_or_text() {
+    let buf = LogBuf::default();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_current_span(true)
+        .with_writer(buf.clone())
+        .finish();
+    // The test runtime is single-threaded: the server's tasks log here too.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let s = Server::start(secured()).await;
+    let secret_text = "The vault combination is 7-3-9-SECRETWORD.";
+    let body = json!({"documents": [{"source": "vault.md", "text": secret_text}]});
+    s.post("/v1/documents", Some(ADMIN), &body)
+        .send()
+        .await
+        .unwrap();
+    s.post(
+        "/v1/ask",
+        Some(ADMIN),
+        &json!({"question": "What is the vault combination?"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    s.post(
+        "/v1/ask",
+        Some("wrong-key-SECRETKEY"),
+        &json!({"question": "x"}),
+    )
+    .send()
+    .await
+    .unwrap();
+    let logs = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    assert!(!logs.is_empty());
+    for line in logs.lines() {
+        let v: Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["level"].is_string());
+    }
+    assert!(logs.contains("request_id"), "{logs}");
+    assert!(
+        logs.contains("\"key\":\"admin\""),
+        "the key's name is logged"
+    );
+    for secret in [ADMIN, "SECRETKEY", "SECRETWORD", &hash_key(ADMIN)] {
+        assert!(!logs.contains(secret), "{secret} leaked into the logs");
+    }
+}
+
+fn scripted(llm: rag::testkit::ScriptedLlm, config: ServerConfig) -> AppState {
+    let rag = rag::Rag::builder()
+        .llm(llm)
+        .sessions(rag::MemorySessionStore::default())
+        .build()
+        .unwrap();
+    AppState::from_rag(rag, config, "scripted").unwrap()
+}
+
+#[tokio::test]
+async fn generated_answers_cite_sources_plain_streamed_and_openai() {
+    use async_openai::types::chat::CreateChatCompletionStreamResponse;
+    use rag::testkit::ScriptedLlm;
+    let llm = ScriptedLlm::new()
+        .then_reply("Rotate them every 90 days [1].")
+        .then_reply("Every 90 days [1], says the handbook.")
+        .then_reply("Ninety days [1].");
+    let s = Server::with_state(scripted(llm, ServerConfig::default())).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let q = json!({"question": "How often should API keys be rotated?"});
+    let a: Value = s
+        .post("/v1/ask", None, &q)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["text"], "Rotate them every 90 days [1].");
+    assert_eq!(a["extractive"], false);
+    assert_eq!(a["citations"].as_array().unwrap().len(), 1);
+    assert!(a["citations"][0]["source"].is_string());
+
+    let r = s.post("/v1/ask/stream", None, &q).send().await.unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let text: String = events
+        .iter()
+        .filter(|e| e.event == "delta")
+        .map(|e| {
+            serde_json::from_str::<Value>(&e.data).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(text, "Every 90 days [1], says the handbook.");
+    assert!(events.iter().filter(|e| e.event == "delta").count() > 1);
+
+    let body = json!({"model": "rag", "stream": true, "messages": [{"role": "user", "content": "How often should API keys be rotated?"}]});
+    let r = s
+        .post("/v1/chat/completions", None, &body)
+        .send()
+        .await
+        .unwrap();
+    let events: Vec<_> = eventsource_stream::EventStream::new(r.bytes_stream())
+        .map(|e| e.unwrap())
+        .collect()
+        .await;
+    let text: String = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str::<CreateChatCompletionStreamResponse>(&e.data).unwrap())
+        .filter_map(|c| c.choices[0].delta.content.clone())
+        .collect();
+    assert_eq!(text, "Ninety days [1].");
+}
+
+#[tokio::test]
+async fn a_slow_request_times_out_with_504() {
+    use rag::testkit::{ScriptedLlm, Step};
+    let llm = ScriptedLlm::new().then(Step::Delay(
+        Duration::from_secs(30),
+        Box::new(Step::Reply("late".into())),
+    ));
+    let mut c = ServerConfig::default();
+    c.request_timeout_secs = 1;
+    let s = Server::with_state(scripted(llm, c)).await;
+    s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    let t = std::time::Instant::now();
+    let r = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(t.elapsed() < Duration::from_secs(10));
+}

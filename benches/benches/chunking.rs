@@ -25,6 +25,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("text_splitter_raw", |b| {
         b.iter(|| raw.chunk_indices(&text).count())
     });
+    // The same spans as owned strings with offsets: the least a caller must
+    // keep to embed and store chunks.
+    g.bench_function("text_splitter_owned", |b| {
+        b.iter(|| {
+            raw.chunk_indices(&text)
+                .map(|(o, s)| (o, s.to_owned()))
+                .collect::<Vec<_>>()
+                .len()
+        })
+    });
     g.bench_function("rag_text_chunker", |b| {
         b.iter(|| ours.chunk(&text_doc).expect("chunks").len())
     });

@@ -1,6 +1,7 @@
 //! [`ExtractiveAnswerer`]: answers without a language model.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use futures::StreamExt;
@@ -37,13 +38,38 @@ use super::prompt::parse_sources;
 /// assert_eq!(answer.text, "API keys are rotated every month. [1]");
 /// # });
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExtractiveAnswerer {
     model_id: String,
     max_sentences: usize,
     context_window: usize,
     analyzer: Analyzer,
+    /// Sentences and terms of recently seen source texts, keyed by a hash of
+    /// the text: the same chunks come back question after question, and
+    /// analysing them (sentence splitting, stemming) is most of the cost.
+    analysed: Arc<quick_cache::sync::Cache<[u8; 32], Arc<Vec<Analysed>>>>,
 }
+
+/// One analysed sentence of a source text.
+#[derive(Debug)]
+struct Analysed {
+    text: String,
+    terms: Vec<String>,
+}
+
+impl std::fmt::Debug for ExtractiveAnswerer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExtractiveAnswerer")
+            .field("model_id", &self.model_id)
+            .field("max_sentences", &self.max_sentences)
+            .field("context_window", &self.context_window)
+            .field("cached_sources", &self.analysed.len())
+            .finish()
+    }
+}
+
+/// Source texts whose analysis is kept.
+const ANALYSED_SOURCES: usize = 4096;
 
 impl Default for ExtractiveAnswerer {
     fn default() -> Self {
@@ -52,16 +78,17 @@ impl Default for ExtractiveAnswerer {
             max_sentences: 3,
             context_window: 32_768,
             analyzer: Analyzer::default(),
+            analysed: Arc::new(quick_cache::sync::Cache::new(ANALYSED_SOURCES)),
         }
     }
 }
 
 /// A candidate sentence.
-struct Sentence {
+struct Sentence<'a> {
     source: usize,
     order: usize,
-    text: String,
-    terms: Vec<String>,
+    text: &'a str,
+    terms: &'a [String],
 }
 
 impl ExtractiveAnswerer {
@@ -100,19 +127,20 @@ impl ExtractiveAnswerer {
             .find(|m| m.role == Role::User)
             .map(|m| m.content.as_str())
             .unwrap_or_default();
+        let analysed: Vec<(usize, Arc<Vec<Analysed>>)> = request
+            .messages
+            .iter()
+            .flat_map(|m| parse_sources(&m.content))
+            .map(|s| (s.number, self.analyse(s.text)))
+            .collect();
         let mut sentences = Vec::new();
-        for m in &request.messages {
-            for s in parse_sources(&m.content) {
-                split_sentences(s.text, |text| {
-                    let terms = self.analyzer.terms(&text);
-                    if !terms.is_empty() {
-                        sentences.push(Sentence {
-                            source: s.number,
-                            order: sentences.len(),
-                            text,
-                            terms,
-                        });
-                    }
+        for (number, list) in &analysed {
+            for a in list.iter() {
+                sentences.push(Sentence {
+                    source: *number,
+                    order: sentences.len(),
+                    text: a.text.as_str(),
+                    terms: &a.terms,
                 });
             }
         }
@@ -121,7 +149,7 @@ impl ExtractiveAnswerer {
         }
         let query: HashSet<String> = self.analyzer.terms(question).into_iter().collect();
         let scores = bm25(&sentences, &query);
-        let mut ranked: Vec<(f32, &Sentence)> = scores
+        let mut ranked: Vec<(f32, &Sentence<'_>)> = scores
             .into_iter()
             .zip(&sentences)
             .filter(|(s, _)| *s > 0.0)
@@ -134,7 +162,7 @@ impl ExtractiveAnswerer {
         let mut seen = HashSet::new();
         let picked: Vec<String> = ranked
             .into_iter()
-            .filter(|(_, s)| seen.insert(s.text.as_str()))
+            .filter(|(_, s)| seen.insert(s.text))
             .take(self.max_sentences)
             .map(|(_, s)| format!("{} [{}]", s.text, s.source))
             .collect();
@@ -143,6 +171,29 @@ impl ExtractiveAnswerer {
         } else {
             picked.join(" ")
         }
+    }
+
+    /// The sentences of a source text with their terms, from the cache when
+    /// this text was seen before.
+    fn analyse(&self, text: &str) -> Arc<Vec<Analysed>> {
+        use sha2::{Digest, Sha256};
+        let key: [u8; 32] = Sha256::digest(text.as_bytes()).into();
+        if let Some(hit) = self.analysed.get(&key) {
+            return hit;
+        }
+        let mut out = Vec::new();
+        split_sentences(text, |sentence| {
+            let terms = self.analyzer.terms(&sentence);
+            if !terms.is_empty() {
+                out.push(Analysed {
+                    text: sentence,
+                    terms,
+                });
+            }
+        });
+        let out = Arc::new(out);
+        self.analysed.insert(key, out.clone());
+        out
     }
 
     fn usage(request: &ChatRequest, answer: &str) -> Usage {
@@ -203,7 +254,7 @@ fn looks_like_code(s: &str) -> bool {
 }
 
 /// BM25 of each sentence against the query terms.
-fn bm25(sentences: &[Sentence], query: &HashSet<String>) -> Vec<f32> {
+fn bm25(sentences: &[Sentence<'_>], query: &HashSet<String>) -> Vec<f32> {
     const K1: f32 = 1.2;
     const B: f32 = 0.75;
     let n = sentences.len() as f32;
@@ -221,7 +272,7 @@ fn bm25(sentences: &[Sentence], query: &HashSet<String>) -> Vec<f32> {
         .iter()
         .map(|s| {
             let mut tf: HashMap<&str, f32> = HashMap::new();
-            for t in &s.terms {
+            for t in s.terms {
                 if query.contains(t) {
                     *tf.entry(t.as_str()).or_default() += 1.0;
                 }
@@ -281,6 +332,41 @@ impl LlmClient for ExtractiveAnswerer {
 
 #[cfg(test)]
 mod tests {
+
+    #[tokio::test]
+    async fn cached_analysis_gives_the_same_answer() {
+        let prompt = "<sources>\n<source n=\"1\" from=\"a.md\">\nThe office opens at nine. \
+                      API keys are rotated every month.\n</source>\n<source n=\"2\" from=\"b.md\">\n\
+                      Keys of the admin account rotate weekly. Lunch is at noon.\n</source>\n</sources>";
+        let req = |q: &str| ChatRequest::new(vec![Message::system(prompt), Message::user(q)]);
+        let warm = ExtractiveAnswerer::default();
+        let first = warm
+            .complete(req("When are keys rotated?"))
+            .await
+            .unwrap()
+            .text;
+        assert_eq!(warm.analysed.len(), 2, "both sources analysed and kept");
+        let second = warm
+            .complete(req("When are keys rotated?"))
+            .await
+            .unwrap()
+            .text;
+        assert_eq!(first, second);
+        assert_eq!(
+            warm.analysed.len(),
+            2,
+            "no new entries for the same sources"
+        );
+        // A fresh answerer (empty cache) agrees, for another question too.
+        let other = warm.complete(req("When is lunch?")).await.unwrap().text;
+        let cold = ExtractiveAnswerer::default();
+        assert_eq!(
+            cold.complete(req("When is lunch?")).await.unwrap().text,
+            other
+        );
+        assert!(other.contains("Lunch is at noon. [2]"), "{other}");
+    }
+
     use super::*;
     use crate::chat::Message;
 

@@ -770,6 +770,12 @@ async fn openapi_metrics_ready_and_upload() {
         .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     assert!(doc["info"]["title"].is_string() && doc["info"]["version"].is_string());
+    // A real OpenAPI 3.1 parser accepts the document.
+    let spec = oas3::from_json(doc.to_string()).expect("openapi.json parses as OpenAPI 3.1");
+    assert_eq!(
+        spec.paths.as_ref().map(|p| p.len()),
+        Some(doc["paths"].as_object().unwrap().len())
+    );
     let paths = doc["paths"].as_object().unwrap();
     for p in [
         "/health",

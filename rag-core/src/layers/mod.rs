@@ -20,6 +20,7 @@
 //! bump.
 //!
 //! ```
+//! # #[cfg(feature = "testkit")] {
 //! use std::time::Duration;
 //! use rag_core::layers::{BreakerConfig, CircuitBreaker, Instrumented, LayerExt, Retry, RetryPolicy, Timeout};
 //! use rag_core::testkit::ScriptedLlm;
@@ -35,6 +36,7 @@
 //!     .with_fallback(Timeout::new(secondary, Duration::from_secs(30))),
 //! );
 //! assert_eq!(llm.model_id(), "primary");
+//! # }
 //! ```
 //!
 //! # Order

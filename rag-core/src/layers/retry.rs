@@ -175,6 +175,7 @@ impl RetryPolicy {
 ///   append may have landed) and run once.
 ///
 /// ```
+/// # #[cfg(feature = "testkit")] {
 /// use rag_core::layers::{Retry, RetryPolicy};
 /// use rag_core::testkit::ScriptedLlm;
 /// use rag_core::{ChatRequest, Error, LlmClient, Message};
@@ -187,6 +188,7 @@ impl RetryPolicy {
 /// let answer = llm.complete(ChatRequest::new(vec![Message::user("hi")])).await?;
 /// assert_eq!(llm.get_ref().requests().len(), 2);
 /// # Ok::<(), Error>(()) }).unwrap();
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Retry<S> {

@@ -28,6 +28,7 @@ use super::Layer;
 /// tests with a paused clock are deterministic.
 ///
 /// ```
+/// # #[cfg(feature = "testkit")] {
 /// use std::time::Duration;
 /// use rag_core::layers::Timeout;
 /// use rag_core::testkit::{ScriptedLlm, Step};
@@ -39,6 +40,7 @@ use super::Layer;
 /// let err = llm.complete(ChatRequest::new(vec![Message::user("hi")])).await.unwrap_err();
 /// assert!(matches!(err, Error::Timeout { .. }));
 /// # });
+/// # }
 /// ```
 #[derive(Clone, Debug)]
 pub struct Timeout<S> {

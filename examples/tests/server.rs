@@ -954,14 +954,11 @@ async fn ready_reports_an_unreachable_llm() {
 
 #[tokio::test]
 async fn pgvector_store_end_to_end() {
-    let Ok(url) = std::env::var("RAG_TEST_PG_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "RAG_TEST_PG_URL is not set under CI: the pgvector server test must run"
-        );
-        eprintln!(
-            "NOTICE: pgvector_store_end_to_end NOT RUN: set RAG_TEST_PG_URL (scripts/test starts a server)"
-        );
+    let Some(url) = rag::testkit::service_url(
+        "RAG_TEST_PG_URL",
+        "pgvector_store_end_to_end",
+        "scripts/test starts a server",
+    ) else {
         return;
     };
     let prefix = format!(

@@ -14,22 +14,11 @@ use rag_core::{ChatDelta, ChatRequest, FinishReason, LlmClient, Message};
 use rag_llm_openai::{OpenAiChat, OpenAiConfig};
 
 fn server() -> Option<OpenAiChat> {
-    let Some(url) = std::env::var("RAG_TEST_OPENAI_URL")
-        .ok()
-        .filter(|u| !u.is_empty())
-    else {
-        if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
-            panic!(
-                "RAG_TEST_OPENAI_URL is not set under CI: scripts/test starts llama-server \
-                 (scripts/services/llama-server start) and exports it"
-            );
-        }
-        eprintln!(
-            "NOTICE: llama_server test NOT RUN: RAG_TEST_OPENAI_URL is not set \
-             (run scripts/test, or `eval \"$(scripts/services/llama-server start)\"`)"
-        );
-        return None;
-    };
+    let url = rag_core::testkit::service_url(
+        "RAG_TEST_OPENAI_URL",
+        "the llama_server tests",
+        "scripts/test starts llama-server; or `eval \"$(scripts/services/llama-server start)\"`",
+    )?;
     let model = std::env::var("RAG_TEST_OPENAI_MODEL")
         .ok()
         .filter(|m| !m.is_empty())

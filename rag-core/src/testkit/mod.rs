@@ -31,3 +31,27 @@ pub fn fresh_namespace(test: &str) -> crate::Namespace {
     name = format!("kit_{name}_{}", &suffix[..12]);
     crate::Namespace::new(name).expect("generated namespace is valid")
 }
+
+/// Whether this run is under CI: `CI` set to anything but empty, `false` or
+/// `0` (the same rule as `scripts/test`).
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// The URL of a real service a test needs, from the environment variable
+/// `var`. When it is unset: under CI the test fails (a missing service is a
+/// failure, never a skip); elsewhere it prints that `test` was NOT RUN and
+/// how to start the service (`hint`), and returns `None`.
+///
+/// # Panics
+/// Under CI when `var` is unset or empty.
+pub fn service_url(var: &str, test: &str, hint: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if under_ci() => panic!("{var} is not set under CI: {test} must run ({hint})"),
+        _ => {
+            eprintln!("NOTICE: {test} NOT RUN: {var} is not set ({hint})");
+            None
+        }
+    }
+}

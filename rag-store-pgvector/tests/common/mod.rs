@@ -8,16 +8,11 @@ use rag_store_pgvector::{PgPool, PgVectorConfig, PgVectorStore};
 /// `RAG_TEST_PG_URL`, or `None` (with a notice) outside CI. Under CI a
 /// missing server is a failure, not a skip.
 pub fn pg_url(test: &str) -> Option<String> {
-    match std::env::var("RAG_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            if std::env::var_os("CI").is_some() {
-                panic!("RAG_TEST_PG_URL is not set under CI: the pgvector suite must run");
-            }
-            eprintln!("NOTICE: {test} NOT RUN: set RAG_TEST_PG_URL (scripts/test starts a server)");
-            None
-        }
-    }
+    rag_core::testkit::service_url(
+        "RAG_TEST_PG_URL",
+        test,
+        "scripts/test starts a server; or scripts/services/postgres start DIR",
+    )
 }
 
 /// A fresh table prefix, so parallel tests and test binaries never share

@@ -1,7 +1,9 @@
 //! Quickstart: answer a question over this workspace's own docs, offline.
 //!
-//! Runs on the embedded defaults (in-memory store, `HashEmbedder`,
-//! `ExtractiveAnswerer`): no network, no API key, no model. When
+//! Runs on the embedded defaults (a LanceDB store on local disk in
+//! `./rag-data`, `HashEmbedder`, `ExtractiveAnswerer`): no network, no API
+//! key, no server. Ingestion is idempotent: a second run finds the documents
+//! already stored and skips them. When
 //! `GROQ_API_KEY` is set it generates answers with `GroqChat`; when
 //! `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set (any OpenAI-compatible server:
 //! OpenAI, Ollama, vLLM, llama.cpp, with `OPENAI_CHAT_MODEL`), with
@@ -11,6 +13,8 @@
 //! cargo run -p rag-examples --bin quickstart
 //! cargo run -p rag-examples --bin quickstart -- --question "How are chunk ids derived?"
 //! cargo run -p rag-examples --bin quickstart -- --docs path/to/docs
+//! cargo run -p rag-examples --bin quickstart -- --data /tmp/rag-data   # another store directory
+//! cargo run -p rag-examples --bin quickstart -- --memory               # in-memory store
 //! ```
 //!
 //! It reads the Markdown files (the READMEs of the workspace and its crates)
@@ -24,8 +28,9 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use rag::groq::GroqChat;
+use rag::lance::{LanceConfig, LanceVectorStore};
 use rag::openai::OpenAiChat;
-use rag::{Ask, LlmClient, LoadOptions, Rag, load_path};
+use rag::{Ask, Embedder, HashEmbedder, LlmClient, LoadOptions, Rag, load_path};
 
 /// The chat model chosen from the environment, if any.
 fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
@@ -42,12 +47,15 @@ fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
 struct Args {
     docs: PathBuf,
     question: String,
+    /// The LanceDB directory; `None` for the in-memory store.
+    data: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         docs: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
         question: "How do I run the test suite?".to_owned(),
+        data: Some(PathBuf::from("rag-data")),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -55,8 +63,13 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--docs" => args.docs = PathBuf::from(value()?),
             "--question" | "-q" => args.question = value()?,
+            "--data" => args.data = Some(PathBuf::from(value()?)),
+            "--memory" => args.data = None,
             "--help" | "-h" => {
-                return Err("usage: quickstart [--docs PATH] [--question TEXT]".to_owned());
+                return Err(
+                    "usage: quickstart [--docs PATH] [--question TEXT] [--data DIR | --memory]"
+                        .to_owned(),
+                );
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -105,6 +118,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Ingest them into the embedded default pipeline.
     let mut builder = Rag::builder();
+    if let Some(dir) = &args.data {
+        let embedder = HashEmbedder::default();
+        let config = LanceConfig::new(dir.to_string_lossy(), embedder.dimensions());
+        let store = LanceVectorStore::open(config).await?;
+        println!("store: LanceDB in {}", dir.display());
+        builder = builder.embedder(embedder).store(store);
+    } else {
+        println!("store: in memory");
+    }
     match llm_from_env()? {
         Some(llm) => {
             println!("answering with {} (from the environment)", llm.model_id());
@@ -117,8 +139,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let rag = builder.build()?;
     let report = rag.ingest_many(loaded.documents).await;
     println!(
-        "ingested {} documents, {} chunks in {} ({} failed)",
+        "ingested {} documents ({} unchanged, skipped), {} chunks in {} ({} failed)",
         report.added.len() + report.replaced.len(),
+        report.unchanged.len(),
         report.chunks_written,
         ms(report.elapsed),
         report.failed.len()

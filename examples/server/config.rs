@@ -1,6 +1,7 @@
 //! Runtime configuration: an optional TOML file, then environment variables
-//! on top. With neither, the embedded default works offline: in-memory store,
-//! the `HashEmbedder`, extractive answers, no keys (open), bound to loopback.
+//! on top. With neither, the embedded default works offline: a LanceDB store
+//! in `./rag-data`, the `HashEmbedder`, extractive answers, no keys (open),
+//! bound to loopback.
 
 use std::path::{Path, PathBuf};
 
@@ -72,11 +73,12 @@ impl Default for ServerConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// `memory` (default), `pgvector`; `lance` and `qdrant` are refused until
-    /// their adapters land (`RAG_STORE`).
+    /// `lance` (default: embedded LanceDB on local disk), `memory`,
+    /// `pgvector`; `qdrant` is refused until its adapter lands (`RAG_STORE`).
     pub kind: String,
-    /// For `memory`: a file loaded at startup and saved at shutdown
-    /// (`RAG_STORE_PATH`); none keeps it in memory only.
+    /// For `lance`: the database directory (`RAG_STORE_PATH`; `./rag-data`
+    /// when unset). For `memory`: a file loaded at startup and saved at
+    /// shutdown; none keeps it in memory only.
     pub path: Option<PathBuf>,
     /// For `pgvector`: the database URL (`RAG_PG_URL` or `DATABASE_URL`).
     pub url: Option<String>,
@@ -88,7 +90,7 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            kind: "memory".into(),
+            kind: "lance".into(),
             path: None,
             url: None,
             table_prefix: None,
@@ -304,22 +306,16 @@ impl ServerConfig {
             )
         })?;
         match self.store.kind.as_str() {
-            "memory" => {}
+            "memory" | "lance" => {}
             "pgvector" => {
                 if self.store.url.is_none() {
                     return Err("store.kind = \"pgvector\" needs store.url (or RAG_PG_URL)".into());
                 }
             }
-            "lance" => {
-                return Err("store.kind = \"lance\" is not available in this build yet: the LanceDB \
-                            adapter has not landed. Use \"memory\" (the embedded default, optionally \
-                            persisted with store.path) until it does"
-                    .into());
-            }
             "qdrant" => {
                 return Err(
                     "store.kind = \"qdrant\" is not available in this build yet: the Qdrant \
-                            adapter has not landed. Use \"memory\" or \"pgvector\""
+                            adapter has not landed. Use \"lance\", \"memory\" or \"pgvector\""
                         .into(),
                 );
             }
@@ -370,7 +366,7 @@ mod tests {
     fn default_is_valid_and_offline() {
         let c = ServerConfig::default();
         c.validate().unwrap();
-        assert_eq!(c.store.kind, "memory");
+        assert_eq!(c.store.kind, "lance");
         assert_eq!(c.llm.kind, "extractive");
     }
 
@@ -384,11 +380,7 @@ mod tests {
                 .contains("not available in this build yet")
         );
         c.store.kind = "lance".into();
-        assert!(
-            c.validate()
-                .unwrap_err()
-                .contains("not available in this build yet")
-        );
+        c.validate().unwrap();
         let c = ServerConfig {
             bind: "nowhere".into(),
             ..ServerConfig::default()

@@ -145,6 +145,20 @@ impl AppState {
                         .map_err(err("session store (pgvector)"))?;
                     (Arc::new(store), Arc::new(sessions))
                 }
+                "lance" => {
+                    use rag::lance::{LanceConfig, LanceVectorStore};
+                    let dir = config
+                        .store
+                        .path
+                        .clone()
+                        .unwrap_or_else(|| std::path::PathBuf::from("rag-data"));
+                    let uri = dir.to_string_lossy().into_owned();
+                    let store =
+                        LanceVectorStore::open(LanceConfig::new(uri, embedder.dimensions()))
+                            .await
+                            .map_err(err(&format!("store (lance, {})", dir.display())))?;
+                    (Arc::new(store), Arc::new(MemorySessionStore::default()))
+                }
                 _ => {
                     let mc = MemoryConfig::default().with_dimensions(embedder.dimensions());
                     let store = match &config.store.path {

@@ -83,8 +83,16 @@ fn key(name: &str, secret: &str, scopes: &[Scope], ns: Option<&str>) -> KeyConfi
     }
 }
 
-fn secured() -> ServerConfig {
+/// The default configuration with the in-memory store, so tests do not
+/// share the default LanceDB directory (`./rag-data`).
+fn test_config() -> ServerConfig {
     let mut c = ServerConfig::default();
+    c.store.kind = "memory".into();
+    c
+}
+
+fn secured() -> ServerConfig {
+    let mut c = test_config();
     c.keys = vec![
         key("admin", ADMIN, &[Scope::Admin], None),
         key("admin-rotated", ADMIN_NEW, &[Scope::Admin], None),
@@ -116,7 +124,7 @@ async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
 
 #[tokio::test]
 async fn ingest_ask_list_get_delete_and_sessions() {
-    let s = Server::start(ServerConfig::default()).await;
+    let s = Server::start(test_config()).await;
     let r = s.post("/v1/documents", None, &docs()).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let report: Value = r.json().await.unwrap();
@@ -293,7 +301,7 @@ async fn ingest_ask_list_get_delete_and_sessions() {
 
 #[tokio::test]
 async fn ask_stream_sends_sources_deltas_done() {
-    let s = Server::start(ServerConfig::default()).await;
+    let s = Server::start(test_config()).await;
     s.post("/v1/documents", None, &docs()).send().await.unwrap();
     let r = s
         .post(
@@ -529,7 +537,7 @@ async fn tenants_are_isolated() {
 
 #[tokio::test]
 async fn limits_413_422_429() {
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.body_limit_bytes = 16 * 1024;
     c.rate_limit.per_key_per_minute = 0;
     let s = Server::start(c).await;
@@ -643,7 +651,7 @@ async fn limits_413_422_429() {
 
 #[tokio::test]
 async fn headers_request_ids_and_cors() {
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.cors_origins = vec!["https://app.example".into()];
     let s = Server::start(c).await;
     let r = s
@@ -759,7 +767,7 @@ async fn openai_compatible_endpoints() {
 
 #[tokio::test]
 async fn openapi_metrics_ready_and_upload() {
-    let s = Server::start(ServerConfig::default()).await;
+    let s = Server::start(test_config()).await;
     let doc: Value = s
         .get("/openapi.json", None)
         .send()
@@ -881,7 +889,7 @@ async fn openapi_metrics_ready_and_upload() {
 
 #[tokio::test]
 async fn graceful_shutdown_and_invalid_config() {
-    let mut s = Server::start(ServerConfig::default()).await;
+    let mut s = Server::start(test_config()).await;
     let r = s.get("/health", None).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     s.stop.take().unwrap().send(()).unwrap();
@@ -893,11 +901,11 @@ async fn graceful_shutdown_and_invalid_config() {
     assert!(clean);
     assert!(client().get(s.url("/health")).send().await.is_err());
 
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.store.kind = "qdrant".into();
     let e = AppState::build(c).await.unwrap_err();
     assert!(e.contains("not available in this build yet"), "{e}");
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.keys = vec![KeyConfig {
         name: "k".into(),
         hash: "plaintext".into(),
@@ -910,7 +918,7 @@ async fn graceful_shutdown_and_invalid_config() {
 #[tokio::test]
 async fn memory_store_persists_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.store.path = Some(dir.path().join("store.bin"));
     let ns = rag::Namespace::default();
     let first = AppState::build(c.clone()).await.unwrap();
@@ -928,9 +936,36 @@ async fn memory_store_persists_across_restarts() {
 }
 
 #[tokio::test]
+async fn lance_store_is_the_default_and_persists_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = ServerConfig::default();
+    assert_eq!(c.store.kind, "lance");
+    c.store.path = Some(dir.path().join("rag-data"));
+    let ns = rag::Namespace::default();
+    {
+        let first = AppState::build(c.clone()).await.unwrap();
+        first
+            .rag
+            .ingest(rag::Document::new("a.md", "Lance keeps this text on disk."))
+            .await
+            .unwrap();
+    }
+    let second = AppState::build(c).await.unwrap();
+    assert_eq!(second.rag.store().count(&ns).await.unwrap(), 1);
+    assert!(second.rag.store().capabilities().persistent);
+    let hits = second
+        .rag
+        .store()
+        .search(&ns, rag::SearchRequest::keyword("disk", 3))
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+}
+
+#[tokio::test]
 async fn ready_reports_an_unreachable_llm() {
     // Nothing listens on port 9 of loopback (discard); connecting fails fast.
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.llm.kind = "openai".into();
     c.llm.base_url = Some("http://127.0.0.1:9/v1".into());
     c.llm.model = Some("m".into());
@@ -965,7 +1000,7 @@ async fn pgvector_store_end_to_end() {
         "t_server_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..10]
     );
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.store.kind = "pgvector".into();
     c.store.url = Some(url);
     c.store.table_prefix = Some(prefix.clone());
@@ -1034,7 +1069,7 @@ async fn pgvector_store_end_to_end() {
 
 #[tokio::test]
 async fn shutdown_lets_an_open_stream_finish() {
-    let mut s = Server::start(ServerConfig::default()).await;
+    let mut s = Server::start(test_config()).await;
     s.post("/v1/documents", None, &docs()).send().await.unwrap();
     let r = s
         .post(
@@ -1150,7 +1185,7 @@ async fn generated_answers_cite_sources_plain_streamed_and_openai() {
         .then_reply("Rotate them every 90 days [1].")
         .then_reply("Every 90 days [1], says the handbook.")
         .then_reply("Ninety days [1].");
-    let s = Server::with_state(scripted(llm, ServerConfig::default())).await;
+    let s = Server::with_state(scripted(llm, test_config())).await;
     s.post("/v1/documents", None, &docs()).send().await.unwrap();
     let q = json!({"question": "How often should API keys be rotated?"});
     let a: Value = s
@@ -1209,7 +1244,7 @@ async fn a_slow_request_times_out_with_504() {
         Duration::from_secs(30),
         Box::new(Step::Reply("late".into())),
     ));
-    let mut c = ServerConfig::default();
+    let mut c = test_config();
     c.request_timeout_secs = 1;
     let s = Server::with_state(scripted(llm, c)).await;
     s.post("/v1/documents", None, &docs()).send().await.unwrap();

@@ -9,9 +9,10 @@
 //! ```
 //!
 //! Without `--url` it starts the server in-process on `127.0.0.1:0` with the
-//! embedded default (in-memory store, `HashEmbedder`, extractive answers,
-//! answer cache off so every request runs the pipeline, `--cache` turns it
-//! on as in the server's default configuration) and ingests this
+//! in-memory store (`--lance` uses the default LanceDB store, in a temporary
+//! directory), `HashEmbedder`, extractive answers, answer cache off so
+//! every request runs the pipeline (`--cache` turns it on as in the server's
+//! default configuration), and ingests this
 //! workspace's Markdown docs first. With `--url` it only sends questions
 //! (ingest something first).
 
@@ -72,6 +73,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(u) => u,
         None => {
             let mut cfg = ServerConfig::default();
+            let lance_dir = std::env::temp_dir().join(format!("rag-load-{}", std::process::id()));
+            if args.iter().any(|a| a == "--lance") {
+                cfg.store.path = Some(lance_dir);
+            } else {
+                cfg.store.kind = "memory".into();
+            }
             if !args.iter().any(|a| a == "--cache") {
                 cfg.layers.answer_cache_entries = 0;
             }

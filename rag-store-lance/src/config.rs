@@ -266,7 +266,7 @@ impl LanceConfig {
             num_sub_vectors: Some(m),
             ..
         } = vi.kind
-            && (m == 0 || self.dimensions % m as usize != 0)
+            && (m == 0 || !self.dimensions.is_multiple_of(m as usize))
         {
             return Err(Error::invalid_input(format!(
                 "lance: num_sub_vectors ({m}) must divide the dimension ({})",

@@ -158,29 +158,32 @@ fn write(filter: &Filter, out: &mut String) {
         Filter::NotIn { field, values } => {
             out.push_str(&format!("(NOT {})", in_sql(field, values)));
         }
-        Filter::Range { field, op, value } => match field {
-            Field::Metadata(key) => {
-                let (list, sym) = match op {
-                    RangeOp::Gt => ("num_max", ">"),
-                    RangeOp::Gte => ("num_max", ">="),
-                    RangeOp::Lt => ("num_min", "<"),
-                    RangeOp::Lte => ("num_min", "<="),
-                };
-                out.push_str(&format!(
-                    "coalesce(array_element({list}, CAST(array_position(num_keys, {}) AS BIGINT)) {sym} {}, false)",
-                    sql_string(key),
-                    sql_number(*value)
-                ));
-            }
-            // Built-in fields are strings, never numbers.
-            _ => out.push_str("false"),
-        },
-        Filter::Exists { field } => match field {
-            Field::Metadata(key) => {
-                out.push_str(&format!("array_has(meta_present, {})", sql_string(key)));
-            }
-            _ => out.push_str("true"),
-        },
+        Filter::Range {
+            field: Field::Metadata(key),
+            op,
+            value,
+        } => {
+            let (list, sym) = match op {
+                RangeOp::Gt => ("num_max", ">"),
+                RangeOp::Gte => ("num_max", ">="),
+                RangeOp::Lt => ("num_min", "<"),
+                RangeOp::Lte => ("num_min", "<="),
+            };
+            out.push_str(&format!(
+                "coalesce(array_element({list}, CAST(array_position(num_keys, {}) AS BIGINT)) {sym} {}, false)",
+                sql_string(key),
+                sql_number(*value)
+            ));
+        }
+        // Built-in fields are strings, never numbers.
+        Filter::Range { .. } => out.push_str("false"),
+        Filter::Exists {
+            field: Field::Metadata(key),
+        } => {
+            out.push_str(&format!("array_has(meta_present, {})", sql_string(key)));
+        }
+        // Built-in fields are always present.
+        Filter::Exists { .. } => out.push_str("true"),
         Filter::And(parts) | Filter::Or(parts) if parts.is_empty() => {
             out.push_str(if matches!(filter, Filter::And(_)) {
                 "true"
@@ -240,10 +243,8 @@ mod tests {
             let mut out = String::new();
             let mut chars = inner.chars().peekable();
             while let Some(c) = chars.next() {
-                if c == '\'' {
-                    if chars.next() != Some('\'') {
-                        return None; // the literal would end early
-                    }
+                if c == '\'' && chars.next() != Some('\'') {
+                    return None; // the literal would end early
                 }
                 out.push(c);
             }

@@ -35,6 +35,49 @@ pub fn random_unit(rng: &mut Rng, d: usize) -> Vec<f32> {
     v
 }
 
+/// `v` moved by uniform noise of `scale` per component, re-normalised.
+pub fn perturb(rng: &mut Rng, v: &[f32], scale: f32) -> Vec<f32> {
+    let mut out: Vec<f32> = v
+        .iter()
+        .map(|x| x + (rng.next_f32() * 2.0 - 1.0) * scale)
+        .collect();
+    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
+    out.iter_mut().for_each(|x| *x /= n);
+    out
+}
+
+/// `n` clustered unit vectors of `dims` (1 000 centroids plus noise): closer
+/// to real embeddings than uniform noise, on which ANN recall is
+/// meaningless. Deterministic (seed 7), so stores can be compared.
+pub fn clustered_dataset(n: usize, dims: usize) -> Vec<Vec<f32>> {
+    let mut rng = Rng::new(7);
+    let centroids: Vec<Vec<f32>> = (0..1_000).map(|_| random_unit(&mut rng, dims)).collect();
+    (0..n)
+        .map(|_| {
+            let c = &centroids[rng.below(centroids.len())];
+            perturb(&mut rng, c, 0.08)
+        })
+        .collect()
+}
+
+/// One-chunk document `doc{i:06}` with metadata `{"group": i % 10}` and the
+/// vector `v`, as the store benches load them.
+pub fn bench_chunk(i: usize, v: Vec<f32>) -> rag::EmbeddedChunk {
+    let text = format!("chunk {i} of the benchmark corpus");
+    let doc = rag::Document::new(format!("doc{i}"), text.clone())
+        .with_id(rag::DocumentId::new(format!("doc{i:06}")).expect("id"))
+        .with_metadata(serde_json::json!({"group": i % 10}));
+    rag::EmbeddedChunk {
+        chunk: rag::Chunk::from_document(&doc, 0, 0..text.len()),
+        vector: v,
+    }
+}
+
+/// The `p` quantile (0 to 1) of sorted durations.
+pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
 /// A vocabulary of `n` pseudo-words with a Zipf-like draw, for text whose
 /// term statistics resemble prose.
 #[derive(Debug, Clone)]

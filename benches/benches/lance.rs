@@ -20,51 +20,12 @@ use futures::TryStreamExt;
 use rag::lance::lancedb::DistanceType;
 use rag::lance::lancedb::query::{ExecutableQuery, QueryBase, Select};
 use rag::lance::{LanceConfig, LanceVectorStore, VectorIndexConfig, VectorIndexKind};
-use rag::{
-    Chunk, Document, DocumentId, EmbeddedChunk, Filter, Namespace, SearchRequest, VectorStore,
-};
-use rag_benches::{Rng, random_unit};
-use serde_json::json;
+use rag::{EmbeddedChunk, Filter, Namespace, SearchRequest, VectorStore};
+use rag_benches::{Rng, bench_chunk as chunk, clustered_dataset, percentile, perturb};
 
 const DIMS: usize = 384;
 const N: usize = 100_000;
 const QUERIES: usize = 200;
-
-fn perturb(rng: &mut Rng, v: &[f32], scale: f32) -> Vec<f32> {
-    let mut out: Vec<f32> = v
-        .iter()
-        .map(|x| x + (rng.next_f32() * 2.0 - 1.0) * scale)
-        .collect();
-    let n = out.iter().map(|x| x * x).sum::<f32>().sqrt();
-    out.iter_mut().for_each(|x| *x /= n);
-    out
-}
-
-fn dataset() -> Vec<Vec<f32>> {
-    let mut rng = Rng::new(7);
-    let centroids: Vec<Vec<f32>> = (0..1_000).map(|_| random_unit(&mut rng, DIMS)).collect();
-    (0..N)
-        .map(|_| {
-            let c = &centroids[rng.below(centroids.len())];
-            perturb(&mut rng, c, 0.08)
-        })
-        .collect()
-}
-
-fn chunk(i: usize, v: Vec<f32>) -> EmbeddedChunk {
-    let text = format!("chunk {i} of the benchmark corpus");
-    let doc = Document::new(format!("doc{i}"), text.clone())
-        .with_id(DocumentId::new(format!("doc{i:06}")).expect("id"))
-        .with_metadata(json!({"group": i % 10}));
-    EmbeddedChunk {
-        chunk: Chunk::from_document(&doc, 0, 0..text.len()),
-        vector: v,
-    }
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 fn exact_top10(data: &[Vec<f32>], q: &[f32], keep: impl Fn(usize) -> bool) -> HashSet<String> {
     let mut s: Vec<(f32, usize)> = data
@@ -122,7 +83,7 @@ fn main() {
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let store = rt.block_on(LanceVectorStore::open(cfg)).expect("open");
     let ns = Namespace::new("bench").expect("ns");
-    let data = dataset();
+    let data = clustered_dataset(N, DIMS);
 
     let have = rt.block_on(store.count(&ns)).expect("count");
     if have != N {
@@ -174,18 +135,7 @@ fn main() {
                 .column("vector")
                 .distance_type(DistanceType::Cosine)
                 .limit(10)
-                .select(Select::columns(&[
-                    "id",
-                    "document_id",
-                    "source",
-                    "text",
-                    "byte_start",
-                    "byte_end",
-                    "position",
-                    "token_count",
-                    "metadata",
-                    "content_hash",
-                ]))
+                .select(Select::columns(rag::lance::CHUNK_COLUMNS))
                 .nprobes(vi.nprobes)
                 .expect("nprobes")
                 .ef(vi.ef);

@@ -11,6 +11,7 @@ mod store;
 pub use config::{
     FtsConfig, LanceConfig, MAX_DIMENSIONS, VectorIndexConfig, VectorIndexKind, redact_uri,
 };
+pub use schema::CHUNK_COLUMNS;
 pub use store::{BACKEND, LanceVectorStore, MaintenanceReport};
 
 /// The `lancedb` this crate is built with (to query its tables directly).

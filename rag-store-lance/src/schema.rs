@@ -23,7 +23,7 @@ pub(crate) const TEXT: &str = "text";
 
 /// The columns read back for a chunk (everything but the vector and the
 /// derived filter columns).
-pub(crate) const CHUNK_COLUMNS: &[&str] = &[
+pub const CHUNK_COLUMNS: &[&str] = &[
     "id",
     "document_id",
     "source",

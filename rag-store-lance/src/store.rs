@@ -120,6 +120,31 @@ fn score(d: Distance, distance: f32) -> f32 {
     }
 }
 
+/// The chunks of a query's result with the score read from `column`,
+/// best-first, at most `top_k`; `make` drops a row by returning `None`.
+async fn ranked(
+    stream: lancedb::Result<lancedb::arrow::SendableRecordBatchStream>,
+    column: &str,
+    top_k: usize,
+    make: impl Fn(Chunk, f32) -> Option<ScoredChunk>,
+) -> Result<Vec<ScoredChunk>> {
+    let batches: Vec<RecordBatch> = stream
+        .map_err(map_err)?
+        .try_collect()
+        .await
+        .map_err(map_err)?;
+    let mut out = Vec::new();
+    for b in &batches {
+        let scores = schema::floats(b, column)?;
+        for (c, s) in schema::chunks_of(b)?.into_iter().zip(scores) {
+            out.extend(make(c, s));
+        }
+    }
+    out.sort_by(|a, b| b.score.total_cmp(&a.score));
+    out.truncate(top_k);
+    Ok(out)
+}
+
 fn in_list<'a>(column: &str, values: impl Iterator<Item = &'a str>) -> String {
     let items: Vec<String> = values.map(sql_string).collect();
     format!("{column} IN ({})", items.join(", "))
@@ -498,27 +523,11 @@ impl LanceVectorStore {
         if let Some(f) = filter {
             q = q.only_if(f);
         }
-        let batches: Vec<RecordBatch> = q
-            .execute()
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let mut out = Vec::new();
-        for b in &batches {
-            let chunks = schema::chunks_of(b)?;
-            let distances = schema::floats(b, "_distance")?;
-            out.extend(
-                chunks
-                    .into_iter()
-                    .zip(distances)
-                    .map(|(c, d)| ScoredChunk::dense(c, score(self.config.distance, d))),
-            );
-        }
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
-        out.truncate(top_k);
-        Ok(out)
+        let distance = self.config.distance;
+        ranked(q.execute().await, "_distance", top_k, |c, d| {
+            Some(ScoredChunk::dense(c, score(distance, d)))
+        })
+        .await
     }
 
     async fn keyword(
@@ -544,28 +553,10 @@ impl LanceVectorStore {
         if let Some(f) = filter {
             q = q.only_if(f);
         }
-        let batches: Vec<RecordBatch> = q
-            .execute()
-            .await
-            .map_err(map_err)?
-            .try_collect()
-            .await
-            .map_err(map_err)?;
-        let mut out = Vec::new();
-        for b in &batches {
-            let chunks = schema::chunks_of(b)?;
-            let scores = schema::floats(b, "_score")?;
-            out.extend(
-                chunks
-                    .into_iter()
-                    .zip(scores)
-                    .filter(|(_, s)| *s > 0.0)
-                    .map(|(c, s)| ScoredChunk::keyword(c, s)),
-            );
-        }
-        out.sort_by(|a, b| b.score.total_cmp(&a.score));
-        out.truncate(top_k);
-        Ok(out)
+        ranked(q.execute().await, "_score", top_k, |c, s| {
+            (s > 0.0).then(|| ScoredChunk::keyword(c, s))
+        })
+        .await
     }
 }
 

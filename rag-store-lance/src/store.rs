@@ -39,17 +39,13 @@ const IN_LIST_CHUNK: usize = 512;
 #[derive(Debug)]
 struct TableHandle {
     table: Table,
-    /// Whether the full-text index exists (read without the write lock).
+    /// Whether the full-text index exists: read by searches without the
+    /// write lock, set by writers holding it.
     fts_ready: std::sync::atomic::AtomicBool,
     /// Serialises this process's writers of the table, so index builds and
-    /// merges do not race each other; readers never wait for it.
-    write: AsyncMutex<IndexState>,
-}
-
-#[derive(Debug, Default)]
-struct IndexState {
-    fts: bool,
-    vector: bool,
+    /// merges do not race each other; readers never wait for it. Holds
+    /// whether the vector index exists.
+    write: AsyncMutex<bool>,
 }
 
 /// What [`LanceVectorStore::optimize`] did.
@@ -265,16 +261,11 @@ impl LanceVectorStore {
         let found = table.schema().await.map_err(map_err)?;
         schema::check_compatible(&found, self.config.dimensions, &name)?;
         let indices = table.list_indices().await.map_err(map_err)?;
-        let state = IndexState {
-            fts: indices.iter().any(|i| i.columns.iter().any(|c| c == TEXT)),
-            vector: indices
-                .iter()
-                .any(|i| i.columns.iter().any(|c| c == VECTOR)),
-        };
+        let indexed = |col: &str| indices.iter().any(|i| i.columns.iter().any(|c| c == col));
         let handle = Arc::new(TableHandle {
+            fts_ready: std::sync::atomic::AtomicBool::new(indexed(TEXT)),
+            write: AsyncMutex::new(indexed(VECTOR)),
             table,
-            fts_ready: std::sync::atomic::AtomicBool::new(state.fts),
-            write: AsyncMutex::new(state),
         });
         Ok(Some(
             self.tables
@@ -329,10 +320,10 @@ impl LanceVectorStore {
         Ok(())
     }
 
-    /// Creates the full-text index when missing and the vector index once
-    /// the table has passed the threshold.
-    async fn maintain_indexes(&self, table: &Table, state: &mut IndexState) -> Result<()> {
-        if !state.fts {
+    /// Creates the full-text index when missing (the caller holds the
+    /// table's write lock).
+    async fn ensure_fts(&self, h: &TableHandle) -> Result<()> {
+        if !h.fts_ready.load(std::sync::atomic::Ordering::Acquire) {
             let fts = &self.config.fts;
             let params = FtsIndexBuilder::default()
                 .base_tokenizer("simple".to_owned())
@@ -343,20 +334,29 @@ impl LanceVectorStore {
                 .ascii_folding(fts.ascii_folding)
                 .lower_case(true)
                 .with_position(false);
-            table
+            h.table
                 .create_index(&[TEXT], Index::FTS(params))
                 .replace(true)
                 .execute()
                 .await
                 .map_err(map_err)?;
-            state.fts = true;
+            h.fts_ready
+                .store(true, std::sync::atomic::Ordering::Release);
         }
+        Ok(())
+    }
+
+    /// Creates the full-text index when missing and the vector index once
+    /// the table has passed the threshold (the caller holds the write lock,
+    /// `vector_built` its guarded flag).
+    async fn maintain_indexes(&self, h: &TableHandle, vector_built: &mut bool) -> Result<()> {
+        self.ensure_fts(h).await?;
         let vi = &self.config.vector_index;
-        if !state.vector && !matches!(vi.kind, VectorIndexKind::None) {
-            let rows = table.count_rows(None).await.map_err(map_err)?;
+        if !*vector_built && !matches!(vi.kind, VectorIndexKind::None) {
+            let rows = h.table.count_rows(None).await.map_err(map_err)?;
             if rows >= vi.build_threshold.max(256) {
-                self.build_vector_index(table).await?;
-                state.vector = true;
+                self.build_vector_index(&h.table).await?;
+                *vector_built = true;
             }
         }
         Ok(())
@@ -413,19 +413,17 @@ impl LanceVectorStore {
         let Some(h) = self.handle(namespace).await? else {
             return Err(Error::not_found(format!("namespace {namespace}")));
         };
-        let mut state = h.write.lock().await;
+        let mut vector_built = h.write.lock().await;
         let rows = h.table.count_rows(None).await.map_err(map_err)?;
         if rows < 256 {
             return Err(Error::invalid_input(format!(
                 "a vector index needs at least 256 rows, {namespace} has {rows}"
             )));
         }
-        self.maintain_indexes(&h.table, &mut state).await?;
-        h.fts_ready
-            .store(state.fts, std::sync::atomic::Ordering::Release);
+        self.ensure_fts(&h).await?;
         if !matches!(self.config.vector_index.kind, VectorIndexKind::None) {
             self.build_vector_index(&h.table).await?;
-            state.vector = true;
+            *vector_built = true;
         }
         Ok(())
     }
@@ -599,7 +597,7 @@ impl VectorStore for LanceVectorStore {
         let replaced = in_list("document_id", docs.keys().copied());
         let batch = schema::to_batch(&rows, self.config.dimensions)?;
         let h = self.handle_or_create(namespace).await?;
-        let mut state = h.write.lock().await;
+        let mut vector_built = h.write.lock().await;
         let reader = RecordBatchIterator::new([Ok(batch)], schema::schema(self.config.dimensions));
         let mut merge = h.table.merge_insert(&["id"]);
         merge
@@ -607,10 +605,7 @@ impl VectorStore for LanceVectorStore {
             .when_not_matched_insert_all()
             .when_not_matched_by_source_delete(Some(replaced));
         merge.execute(Box::new(reader)).await.map_err(map_err)?;
-        self.maintain_indexes(&h.table, &mut state).await?;
-        h.fts_ready
-            .store(state.fts, std::sync::atomic::Ordering::Release);
-        Ok(())
+        self.maintain_indexes(&h, &mut vector_built).await
     }
 
     async fn search(

@@ -31,6 +31,10 @@ pub use rag_store_qdrant as qdrant;
 #[cfg(feature = "lance")]
 pub use rag_store_lance as lance;
 
+/// Local models: embedder, cross-encoder reranker and chat model.
+#[cfg(feature = "local")]
+pub use rag_local as local;
+
 /// The OpenAI-compatible adapter.
 #[cfg(feature = "openai")]
 pub use rag_llm_openai as openai;

@@ -1,24 +1,32 @@
 //! Quickstart: answer a question over this workspace's own docs, offline.
 //!
-//! Runs on the embedded defaults (a LanceDB store on local disk in
-//! `./rag-data`, `HashEmbedder`, `ExtractiveAnswerer`): no network, no API
-//! key, no server. Ingestion is idempotent: a second run finds the documents
-//! already stored and skips them. When
-//! `GROQ_API_KEY` is set it generates answers with `GroqChat`; when
-//! `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set (any OpenAI-compatible server:
-//! OpenAI, Ollama, vLLM, llama.cpp, with `OPENAI_CHAT_MODEL`), with
-//! `OpenAiChat`. Retrieval stays on the embedded defaults either way.
+//! Runs on the embedded defaults: a LanceDB store on local disk under
+//! `./rag-data`, and the local models of `rag-local` when
+//! `scripts/fetch-models` has put them in the models directory
+//! (`RAG_MODELS_DIR`, else `~/.cache/rag/models`): the all-MiniLM-L6-v2
+//! embedder, the ms-marco cross-encoder reranker and SmolLM2-135M-Instruct
+//! answering. Without them it falls back to `HashEmbedder` and extractive
+//! answers, with a one-line notice. No network, no API key, no server.
+//! Ingestion is idempotent: a second run finds the documents already stored
+//! and skips them. When `GROQ_API_KEY` is set it generates answers with
+//! `GroqChat`; when `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set (any
+//! OpenAI-compatible server: OpenAI, Ollama, vLLM, llama.cpp, with
+//! `OPENAI_CHAT_MODEL`), with `OpenAiChat`. Retrieval stays local either way.
 //!
 //! ```text
+//! scripts/quickstart                                                 # fetches the models, then runs this
 //! cargo run -p rag-examples --bin quickstart
 //! cargo run -p rag-examples --bin quickstart -- --question "How are chunk ids derived?"
 //! cargo run -p rag-examples --bin quickstart -- --docs path/to/docs
 //! cargo run -p rag-examples --bin quickstart -- --data /tmp/rag-data   # another store directory
 //! cargo run -p rag-examples --bin quickstart -- --memory               # in-memory store
+//! cargo run -p rag-examples --bin quickstart -- --no-local-models      # HashEmbedder + extractive
 //! ```
 //!
 //! It reads the Markdown files (the READMEs of the workspace and its crates)
-//! under the workspace root, or under `--docs`.
+//! under the workspace root, or under `--docs`. Each embedder gets its own
+//! store directory under `--data` (`rag-data/all-minilm-l6-v2-384`, say), so
+//! fetching the models later does not meet vectors of another dimension.
 
 #![allow(clippy::print_stdout)]
 
@@ -29,8 +37,10 @@ use std::sync::Arc;
 
 use rag::groq::GroqChat;
 use rag::lance::{LanceConfig, LanceVectorStore};
+use rag::local::LocalModels;
 use rag::openai::OpenAiChat;
-use rag::{Ask, Embedder, HashEmbedder, LlmClient, LoadOptions, Rag, load_path};
+use rag::{Ask, Embedder, HashEmbedder, LlmClient, LoadOptions, Rag, Reranker, load_path};
+use rag_server::state::store_dir_name;
 
 /// The chat model chosen from the environment, if any.
 fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
@@ -44,11 +54,71 @@ fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
     Ok(None)
 }
 
+/// The models the quickstart runs on.
+struct Models {
+    embedder: Arc<dyn Embedder>,
+    /// The reranker and its model id.
+    reranker: Option<(String, Arc<dyn Reranker>)>,
+    /// The local chat model; `None` answers extractively.
+    chat: Option<Arc<dyn LlmClient>>,
+}
+
+/// The local models when `scripts/fetch-models` has fetched them, else
+/// `HashEmbedder` and extractive answers with a one-line notice. A model
+/// that is there but cannot be loaded (a damaged file) is an error, not a
+/// silent fallback.
+async fn local_models(use_local: bool) -> Result<Models, Box<dyn std::error::Error>> {
+    let fallback = Models {
+        embedder: Arc::new(HashEmbedder::default()),
+        reranker: None,
+        chat: None,
+    };
+    if !use_local {
+        println!("models: HashEmbedder, extractive answers (--no-local-models)");
+        return Ok(fallback);
+    }
+    let models = match LocalModels::from_env() {
+        Ok(m) => m,
+        Err(e) => {
+            println!("notice: no local models, using HashEmbedder and extractive answers ({e})");
+            return Ok(fallback);
+        }
+    };
+    // Loading reads a few hundred MB: off the async threads.
+    let loaded = tokio::task::spawn_blocking(move || -> Result<Models, rag::Error> {
+        let embedder: Arc<dyn Embedder> = if models.has_embedder() {
+            Arc::new(models.embedder()?)
+        } else {
+            Arc::new(HashEmbedder::default())
+        };
+        let reranker: Option<(String, Arc<dyn Reranker>)> = if models.has_reranker() {
+            let r = models.reranker()?;
+            Some((r.model_id().to_owned(), Arc::new(r)))
+        } else {
+            None
+        };
+        let chat: Option<Arc<dyn LlmClient>> = if models.has_chat() {
+            Some(Arc::new(models.chat()?))
+        } else {
+            None
+        };
+        Ok(Models {
+            embedder,
+            reranker,
+            chat,
+        })
+    })
+    .await??;
+    Ok(loaded)
+}
+
 struct Args {
     docs: PathBuf,
     question: String,
     /// The LanceDB directory; `None` for the in-memory store.
     data: Option<PathBuf>,
+    /// Whether to use the local models when they are there.
+    local_models: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -56,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
         docs: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
         question: "How do I run the test suite?".to_owned(),
         data: Some(PathBuf::from("rag-data")),
+        local_models: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -65,11 +136,11 @@ fn parse_args() -> Result<Args, String> {
             "--question" | "-q" => args.question = value()?,
             "--data" => args.data = Some(PathBuf::from(value()?)),
             "--memory" => args.data = None,
+            "--no-local-models" => args.local_models = false,
             "--help" | "-h" => {
-                return Err(
-                    "usage: quickstart [--docs PATH] [--question TEXT] [--data DIR | --memory]"
-                        .to_owned(),
-                );
+                return Err("usage: quickstart [--docs PATH] [--question TEXT] \
+                     [--data DIR | --memory] [--no-local-models]"
+                    .to_owned());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
         }
@@ -117,25 +188,40 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // 2. Ingest them into the embedded default pipeline.
-    let mut builder = Rag::builder();
+    let t = Instant::now();
+    let models = local_models(args.local_models).await?;
+    let mut builder = Rag::builder().embedder_arc(models.embedder.clone());
     if let Some(dir) = &args.data {
-        let embedder = HashEmbedder::default();
-        let config = LanceConfig::new(dir.to_string_lossy(), embedder.dimensions());
+        let dir = dir.join(store_dir_name(models.embedder.as_ref()));
+        let config = LanceConfig::new(dir.to_string_lossy(), models.embedder.dimensions());
         let store = LanceVectorStore::open(config).await?;
         println!("store: LanceDB in {}", dir.display());
-        builder = builder.embedder(embedder).store(store);
+        builder = builder.store(store);
     } else {
         println!("store: in memory");
     }
-    match llm_from_env()? {
-        Some(llm) => {
+    println!("embedder: {}", models.embedder.model_id());
+    if let Some((id, reranker)) = models.reranker {
+        println!("reranker: {id}");
+        builder = builder.reranker_arc(reranker);
+    }
+    let mut answer_tokens = 512;
+    match (llm_from_env()?, models.chat) {
+        (Some(llm), _) => {
             println!("answering with {} (from the environment)", llm.model_id());
             builder = builder.llm_arc(llm);
         }
-        None => println!(
+        (None, Some(chat)) => {
+            println!("answering with {} (local)", chat.model_id());
+            // A 135M-parameter model says what it can in a few sentences.
+            answer_tokens = 200;
+            builder = builder.llm_arc(chat);
+        }
+        (None, None) => println!(
             "answering extractively (set OPENAI_API_KEY, OPENAI_BASE_URL or GROQ_API_KEY for a model)"
         ),
     }
+    println!("models loaded in {}", ms(t.elapsed()));
     let rag = builder.build()?;
     let report = rag.ingest_many(loaded.documents).await;
     println!(
@@ -151,7 +237,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // 3. Ask.
-    let answer = rag.ask(Ask::new(args.question.as_str())).await?;
+    let answer = rag
+        .ask(Ask::new(args.question.as_str()).answer_tokens(answer_tokens))
+        .await?;
     println!("\nQ: {}", args.question);
     let label = if answer.extractive {
         " (extractive: sentences quoted from the sources, no language model)"
@@ -160,17 +248,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     println!("A{label}:\n{}\n", answer.text);
     println!("Citations:");
+    if answer.citations.is_empty() {
+        println!("  (the answer cites no source)");
+    }
     for c in &answer.citations {
-        let text = answer
-            .sources
-            .iter()
-            .find(|s| s.number == c.number)
-            .map(|s| snippet(&s.text, 100))
-            .unwrap_or_default();
         println!(
-            "  [{}] {} bytes {}..{}: {}",
-            c.number, c.source, c.byte_range.start, c.byte_range.end, text
+            "  [{}] {} bytes {}..{}",
+            c.number, c.source, c.byte_range.start, c.byte_range.end
         );
+    }
+    println!("Sources given to the model:");
+    for s in &answer.sources {
+        println!("  [{}] {}: {}", s.number, s.source, snippet(&s.text, 100));
     }
     let t = &answer.trace;
     println!(

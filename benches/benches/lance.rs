@@ -4,7 +4,7 @@
 //! filter string and columns), with recall@10 against exact search beside
 //! it; and upsert throughput.
 //!
-//! `cargo bench -p rag-benches --bench lance`. The database lives in
+//! `cargo bench -p rag-benches --features lance --bench lance`. The database lives in
 //! `RAG_BENCH_LANCE_DIR` (default: `lance-bench` under the system temp
 //! directory) and is reused when complete, since loading it takes minutes.
 //! `RAG_BENCH_LANCE_INDEX=hnsw` benches IVF-HNSW-SQ instead of IVF-PQ.

@@ -1,12 +1,14 @@
 //! Local models (rag-local): embedding throughput of all-MiniLM-L6-v2 on
-//! candle (batch 32 of ~20-token and ~200-token texts), cross-encoder
-//! latency for 20 candidates on ONNX Runtime (truncated to 256 and to 512
-//! tokens), and SmolLM2-135M generation speed.
+//! candle and of bge-small-en-v1.5 (int8) on ONNX Runtime (batch 32 of
+//! ~20-token and ~200-token texts), cross-encoder latency for 20 candidates
+//! on ONNX Runtime (truncated to 256 and to 512 tokens), and SmolLM2-135M
+//! generation speed.
 //!
 //! ```text
 //! scripts/fetch-models
 //! cargo bench -p rag-benches --features local --bench local
-//! CANDLE_NUM_THREADS=1 cargo bench -p rag-benches --features local --bench local -- local_embed
+//! CANDLE_NUM_THREADS=1 cargo bench -p rag-benches --features local --bench local -- local_embed/
+//! cargo bench -p rag-benches --features local --bench local -- local_embed_bge
 //! python3 benches/compare/sentence_transformers_embed.py   # the same inputs in Python
 //! ```
 //!
@@ -23,7 +25,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput};
-use rag::local::{CrossEncoderConfig, CrossEncoderReranker, LocalModels};
+use rag::local::{
+    CrossEncoderConfig, CrossEncoderReranker, LocalModels, OnnxEmbedder, OnnxEmbedderConfig,
+};
 use rag::{
     ChatRequest, Chunk, Document, Embedder, FinishReason, LlmClient, Message, Reranker, ScoredChunk,
 };
@@ -81,6 +85,44 @@ fn main() {
         });
     }
     group.finish();
+
+    // Embedding throughput of bge-small-en-v1.5 (int8 ONNX), the same
+    // inputs, 32 texts per call, run in forward passes of 16 (its default
+    // batch size) or in one pass of 32. Passages: no query instruction.
+    if models.has_bge_embedder() {
+        let mut group = c.benchmark_group("local_embed_bge");
+        group.sample_size(10);
+        for batch in [16usize, 32] {
+            let embedder = Arc::new(
+                OnnxEmbedder::load(
+                    OnnxEmbedderConfig::new(models.bge_dir())
+                        .with_onnxruntime_library(models.onnxruntime_library())
+                        .with_batch_size(batch),
+                )
+                .expect("bge embedder"),
+            );
+            for name in ["short", "long"] {
+                let texts = strings(&inputs[name]);
+                assert_eq!(texts.len(), 32);
+                group.throughput(Throughput::Elements(32));
+                group.bench_function(
+                    format!("bge_small_int8_batch32_{name}_passes_of_{batch}"),
+                    |b| {
+                        b.to_async(&rt).iter(|| {
+                            let e = Arc::clone(&embedder);
+                            let texts = texts.clone();
+                            async move { e.embed(&texts).await.expect("embed") }
+                        });
+                    },
+                );
+            }
+        }
+        group.finish();
+    } else {
+        eprintln!(
+            "local_embed_bge NOT RUN: bge-small-en-v1.5 is missing (run scripts/fetch-models)"
+        );
+    }
 
     // Rerank latency, 20 candidates.
     let query = inputs["query"].as_str().expect("query").to_owned();

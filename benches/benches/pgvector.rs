@@ -4,7 +4,7 @@
 //! recall@10 against exact search reported beside it; and upsert throughput.
 //!
 //! Needs a server: `RAG_BENCH_PG_URL=postgres://… cargo bench -p rag-benches
-//! --bench pgvector` (for example the URL `scripts/services/postgres start`
+//! --features pgvector --bench pgvector` (for example the URL `scripts/services/postgres start`
 //! prints). Without it the bench prints a notice and measures nothing. The
 //! 100k-chunk table (prefix `bench_pg_100k`) is kept between runs and
 //! reused when complete, since loading it takes minutes.

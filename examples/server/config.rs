@@ -1,6 +1,9 @@
 //! Runtime configuration: an optional TOML file, then environment variables
 //! on top. With neither, the embedded default works offline: a LanceDB store
-//! in `./rag-data`, the `HashEmbedder`, extractive answers, no keys (open),
+//! under `./rag-data`, the local models of `rag-local` when
+//! `scripts/fetch-models` has fetched them (all-MiniLM-L6-v2 embedder,
+//! ms-marco cross-encoder reranker, SmolLM2-135M answering; otherwise the
+//! `HashEmbedder` and extractive answers, with a warning), no keys (open),
 //! bound to loopback.
 
 use std::path::{Path, PathBuf};
@@ -35,6 +38,8 @@ pub struct ServerConfig {
     pub embedder: EmbedderConfig,
     /// The chat model.
     pub llm: LlmConfig,
+    /// The reranker.
+    pub reranker: RerankerConfig,
     /// Resilience layers around the embedder and the LLM.
     pub layers: LayersConfig,
     /// Server-side request limits.
@@ -62,6 +67,7 @@ impl Default for ServerConfig {
             store: StoreConfig::default(),
             embedder: EmbedderConfig::default(),
             llm: LlmConfig::default(),
+            reranker: RerankerConfig::default(),
             layers: LayersConfig::default(),
             rate_limit: RateLimitSettings::default(),
             keys: Vec::new(),
@@ -76,8 +82,9 @@ pub struct StoreConfig {
     /// `lance` (default: embedded LanceDB on local disk), `memory`,
     /// `pgvector`; `qdrant` is refused until its adapter lands (`RAG_STORE`).
     pub kind: String,
-    /// For `lance`: the database directory (`RAG_STORE_PATH`; `./rag-data`
-    /// when unset). For `memory`: a file loaded at startup and saved at
+    /// For `lance`: the database directory (`RAG_STORE_PATH`; when unset,
+    /// `./rag-data/<embedder model>-<dimensions>`, one per embedder, so a
+    /// changed embedder never meets vectors of another dimension). For `memory`: a file loaded at startup and saved at
     /// shutdown; none keeps it in memory only.
     pub path: Option<PathBuf>,
     /// For `pgvector`: the database URL (`RAG_PG_URL` or `DATABASE_URL`).
@@ -102,8 +109,11 @@ impl Default for StoreConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedderConfig {
-    /// `hash` (default: the offline `HashEmbedder`) or `openai`
-    /// (any OpenAI-compatible API, `OPENAI_*` variables) (`RAG_EMBEDDER`).
+    /// `auto` (default: `local` when the models directory has the
+    /// embedding model, else `hash`), `local` (rag-local's all-MiniLM-L6-v2;
+    /// an error naming `scripts/fetch-models` when missing), `hash` (the
+    /// offline `HashEmbedder`) or `openai` (any OpenAI-compatible API,
+    /// `OPENAI_*` variables) (`RAG_EMBEDDER`).
     pub kind: String,
     /// The embedding model, for `openai` (`RAG_EMBEDDING_MODEL`).
     pub model: Option<String>,
@@ -112,7 +122,7 @@ pub struct EmbedderConfig {
 impl Default for EmbedderConfig {
     fn default() -> Self {
         Self {
-            kind: "hash".into(),
+            kind: "auto".into(),
             model: None,
         }
     }
@@ -122,7 +132,10 @@ impl Default for EmbedderConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
-    /// `extractive` (default: no model), `openai` or `groq` (`RAG_LLM`).
+    /// `auto` (default: `local` when the models directory has the chat
+    /// model, else `extractive`), `local` (rag-local's SmolLM2-135M),
+    /// `extractive` (no model: sentences quoted from the sources), `openai`
+    /// or `groq` (`RAG_LLM`).
     pub kind: String,
     /// Any OpenAI-compatible base URL (`RAG_LLM_BASE_URL`).
     pub base_url: Option<String>,
@@ -133,9 +146,27 @@ pub struct LlmConfig {
 impl Default for LlmConfig {
     fn default() -> Self {
         Self {
-            kind: "extractive".into(),
+            kind: "auto".into(),
             base_url: None,
             model: None,
+        }
+    }
+}
+
+/// Which reranker.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RerankerConfig {
+    /// `auto` (default: `local` when the models directory has the
+    /// cross-encoder and ONNX Runtime, else `none`), `local` (rag-local's
+    /// ms-marco-MiniLM-L-12-v2 cross-encoder) or `none` (`RAG_RERANKER`).
+    pub kind: String,
+}
+
+impl Default for RerankerConfig {
+    fn default() -> Self {
+        Self {
+            kind: "auto".into(),
         }
     }
 }
@@ -261,6 +292,9 @@ impl ServerConfig {
         if let Some(v) = var("RAG_LLM_MODEL") {
             self.llm.model = Some(v);
         }
+        if let Some(v) = var("RAG_RERANKER") {
+            self.reranker.kind = v;
+        }
         if let Some(v) = var("RAG_RATE_LIMIT_PER_KEY") {
             self.rate_limit.per_key_per_minute = num("RAG_RATE_LIMIT_PER_KEY", &v)?;
         }
@@ -325,16 +359,28 @@ impl ServerConfig {
                 ));
             }
         }
-        if !matches!(self.embedder.kind.as_str(), "hash" | "openai") {
+        if !matches!(
+            self.embedder.kind.as_str(),
+            "auto" | "local" | "hash" | "openai"
+        ) {
             return Err(format!(
-                "embedder.kind: unknown embedder {:?} (hash, openai)",
+                "embedder.kind: unknown embedder {:?} (auto, local, hash, openai)",
                 self.embedder.kind
             ));
         }
-        if !matches!(self.llm.kind.as_str(), "extractive" | "openai" | "groq") {
+        if !matches!(
+            self.llm.kind.as_str(),
+            "auto" | "local" | "extractive" | "openai" | "groq"
+        ) {
             return Err(format!(
-                "llm.kind: unknown LLM {:?} (extractive, openai, groq)",
+                "llm.kind: unknown LLM {:?} (auto, local, extractive, openai, groq)",
                 self.llm.kind
+            ));
+        }
+        if !matches!(self.reranker.kind.as_str(), "auto" | "local" | "none") {
+            return Err(format!(
+                "reranker.kind: unknown reranker {:?} (auto, local, none)",
+                self.reranker.kind
             ));
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
@@ -367,7 +413,38 @@ mod tests {
         let c = ServerConfig::default();
         c.validate().unwrap();
         assert_eq!(c.store.kind, "lance");
-        assert_eq!(c.llm.kind, "extractive");
+        assert_eq!(c.embedder.kind, "auto");
+        assert_eq!(c.llm.kind, "auto");
+        assert_eq!(c.reranker.kind, "auto");
+    }
+
+    #[test]
+    fn model_kinds_from_the_environment_and_unknown_ones_refused() {
+        let mut c = ServerConfig::default();
+        c.apply_env(|k| match k {
+            "RAG_EMBEDDER" => Some("local".into()),
+            "RAG_LLM" => Some("extractive".into()),
+            "RAG_RERANKER" => Some("none".into()),
+            _ => None,
+        })
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(
+            (
+                c.embedder.kind.as_str(),
+                c.llm.kind.as_str(),
+                c.reranker.kind.as_str()
+            ),
+            ("local", "extractive", "none")
+        );
+        c.reranker.kind = "colbert".into();
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.contains("reranker.kind") && err.contains("colbert"),
+            "{err}"
+        );
+        let c: ServerConfig = toml::from_str("[reranker]\nkind = \"local\"\n").unwrap();
+        assert_eq!(c.reranker.kind, "local");
     }
 
     #[test]

@@ -73,6 +73,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(u) => u,
         None => {
             let mut cfg = ServerConfig::default();
+            // The server's own overhead: no model work.
+            cfg.embedder.kind = "hash".into();
+            cfg.llm.kind = "extractive".into();
+            cfg.reranker.kind = "none".into();
             let lance_dir = std::env::temp_dir().join(format!("rag-load-{}", std::process::id()));
             if args.iter().any(|a| a == "--lance") {
                 cfg.store.path = Some(lance_dir);

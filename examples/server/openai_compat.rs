@@ -51,6 +51,9 @@ pub struct ChatCompletionRequest {
     /// Sampling temperature.
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// Most tokens of the answer, 1 to 4096.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 fn text_of(content: &serde_json::Value) -> String {
@@ -110,6 +113,7 @@ pub async fn chat_completions(
             top_k: None,
             mode: None,
             temperature: req.temperature,
+            max_tokens: req.max_tokens,
         },
     )
     .await?;

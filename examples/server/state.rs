@@ -4,10 +4,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use rag::local::{CrossEncoderReranker, LocalChat, LocalEmbedder, LocalModels};
 use rag::memory::MemoryConfig;
 use rag::{
     AnswerCacheConfig, Embedder, HashEmbedder, Instrumented, LlmClient, MemorySessionStore,
-    MemoryVectorStore, PromptGuard, Rag, RateLimit, RateLimitConfig, Retry, RetryPolicy,
+    MemoryVectorStore, PromptGuard, Rag, RateLimit, RateLimitConfig, Reranker, Retry, RetryPolicy,
     SessionStore, Timeout, VectorStore,
 };
 
@@ -97,6 +98,107 @@ fn layered_embedder(e: Arc<dyn Embedder>, cfg: &ServerConfig, remote: bool) -> A
     e
 }
 
+/// A directory name for an embedder's store: its model id and dimensions
+/// (`all-minilm-l6-v2-384`), so that each embedder gets its own LanceDB
+/// directory under `rag-data` and switching embedders never meets vectors
+/// of another dimension.
+pub fn store_dir_name(embedder: &dyn Embedder) -> String {
+    let id: String = embedder
+        .model_id()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let mut slug = String::with_capacity(id.len());
+    for c in id.chars() {
+        if !(c == '-' && (slug.is_empty() || slug.ends_with('-'))) {
+            slug.push(c);
+        }
+    }
+    format!("{}-{}", slug.trim_end_matches('-'), embedder.dimensions())
+}
+
+/// The local models (rag-local) that the configuration asks for, loaded.
+#[derive(Default)]
+pub struct LocalLoaded {
+    /// The embedder, for `embedder.kind` `local` or `auto`.
+    pub embedder: Option<LocalEmbedder>,
+    /// The cross-encoder, for `reranker.kind` `local` or `auto`.
+    pub reranker: Option<CrossEncoderReranker>,
+    /// The chat model, for `llm.kind` `local` or `auto`.
+    pub chat: Option<LocalChat>,
+}
+
+/// Loads the local models that `config` asks for from the models directory
+/// (`RAG_MODELS_DIR`, else `~/.cache/rag/models`). `local` requires the
+/// model: missing or damaged is an error that names the file and
+/// `scripts/fetch-models`. `auto` takes the model when its files are there
+/// (a damaged file is still an error, never a silent fallback) and
+/// otherwise leaves it out with one warning. Blocking: reads up to a few
+/// hundred MB.
+pub fn load_local_models(config: &ServerConfig) -> Result<LocalLoaded, String> {
+    load_local(
+        &config.embedder.kind,
+        &config.reranker.kind,
+        &config.llm.kind,
+    )
+}
+
+/// [`load_local_models`] for the three kinds (`local`, `auto` or anything
+/// else for "not local") of the embedder, the reranker and the LLM.
+pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoaded, String> {
+    let kinds = [("embedder", embedder), ("reranker", reranker), ("llm", llm)];
+    if kinds.iter().all(|(_, k)| !matches!(*k, "local" | "auto")) {
+        return Ok(LocalLoaded::default());
+    }
+    let models = match LocalModels::from_env() {
+        Ok(m) => m,
+        Err(e) => {
+            if let Some((what, _)) = kinds.iter().find(|(_, k)| *k == "local") {
+                return Err(format!("{what} (local): {e}"));
+            }
+            tracing::warn!(
+                error = %e,
+                "no local models: using the HashEmbedder, no reranker and extractive answers \
+                 (run scripts/fetch-models for real local RAG)"
+            );
+            return Ok(LocalLoaded::default());
+        }
+    };
+    let wanted = |kind: &str, what: &str, present: bool| -> bool {
+        match kind {
+            "local" => true,
+            "auto" if present => true,
+            "auto" => {
+                tracing::warn!(
+                    models_dir = %models.dir().display(),
+                    "no local {what} model in the models directory: leaving it out \
+                     (run scripts/fetch-models)"
+                );
+                false
+            }
+            _ => false,
+        }
+    };
+    let err = |what: &'static str| move |e: rag::Error| format!("{what} (local): {e}");
+    let mut loaded = LocalLoaded::default();
+    if wanted(embedder, "embedding", models.has_embedder()) {
+        loaded.embedder = Some(models.embedder().map_err(err("embedder"))?);
+    }
+    if wanted(reranker, "reranker", models.has_reranker()) {
+        loaded.reranker = Some(models.reranker().map_err(err("reranker"))?);
+    }
+    if wanted(llm, "chat", models.has_chat()) {
+        loaded.chat = Some(models.chat().map_err(err("llm"))?);
+    }
+    Ok(loaded)
+}
+
 impl AppState {
     /// Builds the pipeline and its backends; a clear message on failure.
     pub async fn build(config: ServerConfig) -> Result<Self, String> {
@@ -106,9 +208,21 @@ impl AppState {
             move |e: rag::Error| format!("{what}: {e}")
         };
 
+        // Local models (off the async threads: loading reads files).
+        let local_config = config.clone();
+        let local = tokio::task::spawn_blocking(move || load_local_models(&local_config))
+            .await
+            .map_err(|e| format!("loading local models: {e}"))??;
+        let LocalLoaded {
+            embedder: local_embedder,
+            reranker: local_reranker,
+            chat: local_chat,
+        } = local;
+
         // Embedder.
-        let embedder: Arc<dyn Embedder> = match config.embedder.kind.as_str() {
-            "openai" => {
+        let embedder: Arc<dyn Embedder> = match (config.embedder.kind.as_str(), local_embedder) {
+            ("local" | "auto", Some(e)) => layered_embedder(Arc::new(e), &config, false),
+            ("openai", _) => {
                 let mut c = rag::openai::OpenAiConfig::from_env().map_err(err("embedder"))?;
                 if let Some(m) = &config.embedder.model {
                     c = c.with_embedding_model(m.as_str());
@@ -147,11 +261,9 @@ impl AppState {
                 }
                 "lance" => {
                     use rag::lance::{LanceConfig, LanceVectorStore};
-                    let dir = config
-                        .store
-                        .path
-                        .clone()
-                        .unwrap_or_else(|| std::path::PathBuf::from("rag-data"));
+                    let dir = config.store.path.clone().unwrap_or_else(|| {
+                        std::path::Path::new("rag-data").join(store_dir_name(embedder.as_ref()))
+                    });
                     let uri = dir.to_string_lossy().into_owned();
                     let store =
                         LanceVectorStore::open(LanceConfig::new(uri, embedder.dimensions()))
@@ -175,32 +287,36 @@ impl AppState {
             };
 
         // LLM.
-        let (llm, llm_kind): (Option<Arc<dyn LlmClient>>, &str) = match config.llm.kind.as_str() {
-            "openai" => {
-                // The file's settings take precedence over `OPENAI_*`.
-                let (base, model) = (config.llm.base_url.clone(), config.llm.model.clone());
-                let c = rag::openai::OpenAiConfig::from_lookup(|k| match k {
-                    "OPENAI_BASE_URL" if base.is_some() => base.clone(),
-                    "OPENAI_CHAT_MODEL" if model.is_some() => model.clone(),
-                    _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
-                })
-                .map_err(err("llm (openai)"))?;
-                let chat = rag::openai::OpenAiChat::new(c).map_err(err("llm (openai)"))?;
-                (Some(Arc::new(chat)), "openai")
-            }
-            "groq" => {
-                let key = std::env::var("GROQ_API_KEY")
-                    .map_err(|_| "llm (groq): GROQ_API_KEY is not set".to_owned())?;
-                let model = config
-                    .llm
-                    .model
-                    .clone()
-                    .unwrap_or_else(|| "llama-3.3-70b-versatile".to_owned());
-                let chat = rag::groq::GroqChat::new(key, model).map_err(err("llm (groq)"))?;
-                (Some(Arc::new(chat)), "groq")
-            }
-            _ => (None, "extractive"),
-        };
+        let (llm, llm_kind): (Option<Arc<dyn LlmClient>>, &str) =
+            match (config.llm.kind.as_str(), local_chat) {
+                ("local" | "auto", Some(chat)) => (Some(Arc::new(chat)), "local"),
+                ("openai", _) => {
+                    // The file's settings take precedence over `OPENAI_*`.
+                    let (base, model) = (config.llm.base_url.clone(), config.llm.model.clone());
+                    let c = rag::openai::OpenAiConfig::from_lookup(|k| match k {
+                        "OPENAI_BASE_URL" if base.is_some() => base.clone(),
+                        "OPENAI_CHAT_MODEL" if model.is_some() => model.clone(),
+                        _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
+                    })
+                    .map_err(err("llm (openai)"))?;
+                    let chat = rag::openai::OpenAiChat::new(c).map_err(err("llm (openai)"))?;
+                    (Some(Arc::new(chat)), "openai")
+                }
+                ("groq", _) => {
+                    let key = std::env::var("GROQ_API_KEY")
+                        .map_err(|_| "llm (groq): GROQ_API_KEY is not set".to_owned())?;
+                    let model = config
+                        .llm
+                        .model
+                        .clone()
+                        .unwrap_or_else(|| "llama-3.3-70b-versatile".to_owned());
+                    let chat = rag::groq::GroqChat::new(key, model).map_err(err("llm (groq)"))?;
+                    (Some(Arc::new(chat)), "groq")
+                }
+                _ => (None, "extractive"),
+            };
+        let reranker: Option<Arc<dyn Reranker>> =
+            local_reranker.map(|r| Arc::new(r) as Arc<dyn Reranker>);
 
         let mut builder = Rag::builder()
             .embedder_arc(embedder)
@@ -208,6 +324,9 @@ impl AppState {
             .sessions_arc(sessions);
         if let Some(llm) = llm {
             builder = builder.llm_arc(layered_llm(llm, &config));
+        }
+        if let Some(reranker) = reranker {
+            builder = builder.reranker_arc(reranker);
         }
         if config.layers.prompt_guard {
             builder = builder.guard(PromptGuard::default());

@@ -85,9 +85,15 @@ fn key(name: &str, secret: &str, scopes: &[Scope], ns: Option<&str>) -> KeyConfi
 
 /// The default configuration with the in-memory store, so tests do not
 /// share the default LanceDB directory (`./rag-data`).
+/// The in-memory store with the HashEmbedder and extractive answers, so
+/// that the tests do not depend on the local models (one test below runs
+/// the server on them).
 fn test_config() -> ServerConfig {
     let mut c = ServerConfig::default();
     c.store.kind = "memory".into();
+    c.embedder.kind = "hash".into();
+    c.llm.kind = "extractive".into();
+    c.reranker.kind = "none".into();
     c
 }
 
@@ -551,6 +557,11 @@ async fn limits_413_422_429() {
         (json!({}), "question"),
         (json!({"question": 3}), "question"),
         (json!({"question": "q", "top_k": 0}), "top_k"),
+        (json!({"question": "q", "max_tokens": 0}), "max_tokens"),
+        (
+            json!({"question": "q", "max_tokens": 100_000}),
+            "max_tokens",
+        ),
         (json!({"question": "  "}), "question"),
         (
             json!({"question": "q", "namespace": "no spaces"}),
@@ -1260,4 +1271,67 @@ async fn a_slow_request_times_out_with_504() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(t.elapsed() < Duration::from_secs(10));
+}
+
+/// The default configuration on the local models (all three `auto`): the
+/// server embeds with all-MiniLM-L6-v2, reranks with the cross-encoder and
+/// answers with SmolLM2. Under CI the models must be there
+/// (`scripts/test` fetches them).
+#[tokio::test]
+async fn default_config_serves_the_local_models() {
+    let Ok(models) = rag::local::LocalModels::from_env() else {
+        assert!(
+            !rag::testkit::under_ci(),
+            "the local models are missing under CI (scripts/fetch-models)"
+        );
+        eprintln!("NOT RUN: default_config_serves_the_local_models (run scripts/fetch-models)");
+        return;
+    };
+    assert!(
+        models.has_embedder() && models.has_reranker() && models.has_chat(),
+        "an incomplete models directory: {}",
+        models.dir().display()
+    );
+    let mut c = ServerConfig::default();
+    c.store.kind = "memory".into();
+    let s = Server::start(c).await;
+
+    let models: Value = s
+        .get("/v1/models", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(models.to_string().contains("rag (local)"), "{models}");
+    let ready: Value = s
+        .get("/ready", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ok", "{ready}");
+
+    let r = s.post("/v1/documents", None, &docs()).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?", "max_tokens": 48}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // A model wrote it, and the cross-encoder ranked the keys document first.
+    assert_eq!(a["extractive"], false, "{a}");
+    assert!(!a["text"].as_str().unwrap().trim().is_empty(), "{a}");
+    assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
+    assert!(a["timings"]["rerank_ms"].as_f64().unwrap() > 0.0, "{a}");
 }

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod chunking;
 pub mod embed;
 mod error;
+pub mod eval;
 pub mod filter;
 pub mod layers;
 pub mod memory;

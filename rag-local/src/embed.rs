@@ -13,29 +13,14 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use crate::error::{corrupt_file, join, require_file, runtime};
+use crate::error::{check_query, check_texts, corrupt_file, join, require_file, runtime};
+use crate::models::BGE_QUERY_INSTRUCTION;
+use crate::pooling::{Pooling, declared_pooling, read_json, read_modules};
 use crate::tokenize;
 
 const BACKEND: &str = "candle";
 /// Most padded tokens in one forward pass.
 const BATCH_TOKENS: usize = 2048;
-
-/// The query instruction bge v1.5 English models were trained with.
-pub const BGE_QUERY_INSTRUCTION: &str = "Represent this sentence for searching relevant passages: ";
-
-/// How token vectors become one sentence vector.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Pooling {
-    /// The mean of the token vectors under the attention mask
-    /// (all-MiniLM, e5).
-    Mean,
-    /// The vector of the first (`[CLS]`) token (bge).
-    Cls,
-    /// The element-wise maximum over the tokens under the attention mask.
-    Max,
-}
 
 /// Configuration of a [`LocalEmbedder`].
 ///
@@ -204,60 +189,16 @@ impl fmt::Debug for LocalEmbedder {
     }
 }
 
-/// The parts of `1_Pooling/config.json` read.
-#[derive(Deserialize)]
-struct PoolingFile {
-    #[serde(default)]
-    pooling_mode_cls_token: bool,
-    #[serde(default)]
-    pooling_mode_mean_tokens: bool,
-    #[serde(default)]
-    pooling_mode_max_tokens: bool,
-}
-
-#[derive(Deserialize)]
-struct Module {
-    #[serde(default)]
-    path: String,
-    #[serde(rename = "type", default)]
-    kind: String,
-}
-
 #[derive(Deserialize)]
 struct SentenceBertConfig {
     max_seq_length: Option<usize>,
 }
 
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path, what: &str) -> Result<Option<T>> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| corrupt_file(path, what, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(corrupt_file(path, what, e)),
-    }
-}
-
 /// Pooling, normalisation and max length as the model directory declares
 /// them (`None` where it does not).
 fn declared_settings(dir: &Path) -> Result<(Option<Pooling>, Option<bool>, Option<usize>)> {
-    let modules: Option<Vec<Module>> = read_json(&dir.join("modules.json"), "modules.json")?;
-    let pooling_path = modules
-        .as_ref()
-        .and_then(|m| m.iter().find(|m| m.kind.ends_with("Pooling")))
-        .map(|m| dir.join(&m.path).join("config.json"))
-        .unwrap_or_else(|| dir.join("1_Pooling").join("config.json"));
-    let pooling = read_json::<PoolingFile>(&pooling_path, "pooling configuration")?.and_then(|p| {
-        if p.pooling_mode_cls_token {
-            Some(Pooling::Cls)
-        } else if p.pooling_mode_mean_tokens {
-            Some(Pooling::Mean)
-        } else if p.pooling_mode_max_tokens {
-            Some(Pooling::Max)
-        } else {
-            None
-        }
-    });
+    let modules = read_modules(dir)?;
+    let pooling = declared_pooling(dir, modules.as_deref())?;
     let normalize = modules.map(|m| m.iter().any(|m| m.kind.ends_with("Normalize")));
     let max_len = read_json::<SentenceBertConfig>(
         &dir.join("sentence_bert_config.json"),
@@ -453,13 +394,6 @@ fn candle_elementwise_pool_off() -> bool {
     *OFF.get_or_init(|| std::env::var("CANDLE_NUM_THREADS").is_ok_and(|v| v.trim() == "1"))
 }
 
-fn check_texts(texts: &[String]) -> Result<()> {
-    match texts.iter().position(|t| t.trim().is_empty()) {
-        Some(i) => Err(Error::invalid_input(format!("text at index {i} is empty"))),
-        None => Ok(()),
-    }
-}
-
 #[async_trait]
 impl Embedder for LocalEmbedder {
     fn model_id(&self) -> &str {
@@ -483,9 +417,7 @@ impl Embedder for LocalEmbedder {
     }
 
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {
-        if query.trim().is_empty() {
-            return Err(Error::invalid_input("query is empty"));
-        }
+        check_query(query)?;
         let text = match &self.inner.config.query_prefix {
             Some(p) => format!("{p}{query}"),
             None => query.to_owned(),

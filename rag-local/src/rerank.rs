@@ -109,19 +109,25 @@ impl CrossEncoderConfig {
     }
 
     fn library(&self) -> PathBuf {
-        if let Some(p) = &self.onnxruntime_library {
-            return p.clone();
-        }
-        if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
-            return PathBuf::from(p);
-        }
-        let models = self
-            .model_dir
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_else(crate::default_models_dir);
-        models.join(ONNXRUNTIME_LIBRARY)
+        library_path(self.onnxruntime_library.as_deref(), &self.model_dir)
     }
+}
+
+/// The ONNX Runtime library to load: `explicit`, else `ORT_DYLIB_PATH`,
+/// else `onnxruntime/libonnxruntime.so` in the models directory (the parent
+/// of `model_dir`).
+pub(crate) fn library_path(explicit: Option<&Path>, model_dir: &Path) -> PathBuf {
+    if let Some(p) = explicit {
+        return p.to_path_buf();
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
+        return PathBuf::from(p);
+    }
+    let models = model_dir
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(crate::default_models_dir);
+    models.join(ONNXRUNTIME_LIBRARY)
 }
 
 /// A cross-encoder reranker (ms-marco-MiniLM-L-12-v2 by default, the int8
@@ -200,6 +206,47 @@ fn environment(library: &Path) -> Result<Environment> {
     }
 }
 
+/// A session on the encoder `model_path` (the `what` of error messages),
+/// with `threads` intra-op threads (`None`: every core), on the process's
+/// environment (see [`environment`]). Checks that the model takes
+/// `input_ids` and `attention_mask`.
+pub(crate) fn session(
+    model_path: &Path,
+    what: &str,
+    library: &Path,
+    threads: Option<usize>,
+) -> Result<Session> {
+    if ENVIRONMENT.get().is_none() {
+        require_file(library, "ONNX Runtime library")?;
+    }
+    let env = environment(library)?;
+    let threads = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let configure = |e: ort::Error<_>| runtime(BACKEND, "cannot configure a session", e);
+    let session = Session::builder(&env)
+        .map_err(|e| runtime(BACKEND, "cannot create a session", e))?
+        .with_optimization_level(GraphOptimizationLevel::Level3)
+        .map_err(configure)?
+        .with_intra_threads(threads)
+        .map_err(configure)?
+        .with_inter_threads(1)
+        .map_err(configure)?
+        .commit_from_file(model_path)
+        .map_err(|e| corrupt_file(model_path, what, e))?;
+    let inputs: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    for needed in ["input_ids", "attention_mask"] {
+        if !inputs.contains(&needed) {
+            return Err(corrupt_file(
+                model_path,
+                what,
+                format!("it has no input {needed:?} (inputs: {inputs:?})"),
+            ));
+        }
+    }
+    Ok(session)
+}
+
 impl CrossEncoderReranker {
     /// Loads the model. Blocking.
     ///
@@ -213,42 +260,17 @@ impl CrossEncoderReranker {
         let tokenizer_path = dir.join("tokenizer.json");
         require_file(&model_path, "cross-encoder model")?;
         require_file(&tokenizer_path, "tokenizer")?;
-        let library = config.library();
-        if ENVIRONMENT.get().is_none() {
-            require_file(&library, "ONNX Runtime library")?;
-        }
-        let env = environment(&library)?;
+        let session = session(
+            &model_path,
+            "cross-encoder model",
+            &config.library(),
+            config.threads,
+        )?;
         let (tokenizer, pad_id) = tokenize::load(&tokenizer_path, config.max_length)?;
-
-        let threads = config.threads.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-        });
-        let configure = |e: ort::Error<_>| runtime(BACKEND, "cannot configure a session", e);
-        let session = Session::builder(&env)
-            .map_err(|e| runtime(BACKEND, "cannot create a session", e))?
-            .with_optimization_level(GraphOptimizationLevel::Level3)
-            .map_err(configure)?
-            .with_intra_threads(threads)
-            .map_err(configure)?
-            .with_inter_threads(1)
-            .map_err(configure)?
-            .commit_from_file(&model_path)
-            .map_err(|e| corrupt_file(&model_path, "cross-encoder model", e))?;
-        let inputs: Vec<String> = session
+        let wants_token_types = session
             .inputs()
             .iter()
-            .map(|i| i.name().to_owned())
-            .collect();
-        for needed in ["input_ids", "attention_mask"] {
-            if !inputs.iter().any(|n| n == needed) {
-                return Err(corrupt_file(
-                    &model_path,
-                    "cross-encoder model",
-                    format!("it has no input {needed:?} (inputs: {inputs:?})"),
-                ));
-            }
-        }
-        let wants_token_types = inputs.iter().any(|n| n == "token_type_ids");
+            .any(|i| i.name() == "token_type_ids");
         let model_id = config.model_id.clone().unwrap_or_else(|| {
             dir.file_name()
                 .map(|n| n.to_string_lossy().into_owned())

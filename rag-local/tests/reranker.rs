@@ -38,6 +38,26 @@ fn fixture_pairs() -> (serde_json::Value, Vec<(String, String)>) {
     (fx, pairs)
 }
 
+/// The instruction-set class ONNX Runtime's int8 kernels take on this CPU
+/// (`vnni`, `avx512` or `avx2`), as `make_fixtures.py` records it: the
+/// kernels round differently, so a logit differs by up to ~0.25 between
+/// classes for the same input.
+fn int8_class() -> &'static str {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let flags: Vec<&str> = info
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .map(|l| l.split_whitespace().collect())
+        .unwrap_or_default();
+    if flags.contains(&"avx512_vnni") || flags.contains(&"avx_vnni") {
+        "vnni"
+    } else if flags.contains(&"avx512bw") {
+        "avx512"
+    } else {
+        "avx2"
+    }
+}
+
 #[test]
 fn matches_onnxruntime_python() {
     let Some(m) = models(
@@ -52,6 +72,17 @@ fn matches_onnxruntime_python() {
         .iter()
         .map(|(q, p)| (q.as_str(), p.as_str()))
         .collect();
+    // Same CPU class as the reference run: the same kernels, so the same
+    // logits up to float noise. Another class: within the cross-CPU spread.
+    let same_cpu = fx["cpu_int8"].as_str() == Some(int8_class());
+    let tolerance = if same_cpu { 2e-3 } else { 0.5 };
+    if !same_cpu {
+        eprintln!(
+            "the fixture was made on a {:?} CPU, this one is {:?}: comparing within {tolerance}",
+            fx["cpu_int8"],
+            int8_class()
+        );
+    }
     let mut worst = 0f32;
     for max_length in [512usize, 256] {
         let want: Vec<f32> = fx["by_max_length"][max_length.to_string()]["logits"]
@@ -72,7 +103,7 @@ fn matches_onnxruntime_python() {
             let diff = (g - w).abs();
             worst = worst.max(diff);
             assert!(
-                diff <= 2e-3,
+                diff <= tolerance,
                 "pair {i} at max_length {max_length}: {g} vs onnxruntime {w}"
             );
         }
@@ -85,7 +116,10 @@ fn matches_onnxruntime_python() {
                 .unwrap();
         let small = r.score_pairs_blocking(&pairs).unwrap();
         for (i, (g, w)) in small.iter().zip(&want).enumerate() {
-            assert!((g - w).abs() <= 0.5, "pair {i}, batches of 2: {g} vs {w}");
+            assert!(
+                (g - w).abs() <= 0.5 + tolerance,
+                "pair {i}, batches of 2: {g} vs {w}"
+            );
         }
         for q in [0..3, 3..5] {
             let order = |s: &[f32]| {

@@ -49,6 +49,9 @@ pub struct AskRequest {
     /// Sampling temperature, for a model.
     #[serde(default)]
     pub temperature: Option<f32>,
+    /// Most tokens of the answer, 1 to 4096 (default 512), for a model.
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 /// A cited source.
@@ -233,6 +236,15 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
             ));
         }
         ask = ask.temperature(t);
+    }
+    if let Some(n) = req.max_tokens {
+        if !(1..=4096).contains(&n) {
+            return Err(ApiError::invalid(
+                "max_tokens",
+                "max_tokens must be 1 to 4096",
+            ));
+        }
+        ask = ask.answer_tokens(n);
     }
     if let Some(f) = req.filter {
         let f: Filter = serde_json::from_value(f)

@@ -65,7 +65,8 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Status>) 
     };
     push("sessions", sessions);
     let llm = match &*state.llm_kind {
-        "extractive" => Ok(()),
+        // In-process: loaded at startup, nothing to reach.
+        "extractive" | "local" => Ok(()),
         _ => {
             let mut last = state.llm_probe.lock().await;
             match &*last {

@@ -92,6 +92,11 @@ pub struct Ask {
     /// Candidates kept after reranking (or after fusion without a
     /// reranker) and offered to packing; 8.
     pub rerank_top_n: usize,
+    /// How much the reranker decides, in `[0, 1]`: candidates are ordered by
+    /// `w · rerank + (1 − w) · retrieval`, each score min-max normalised
+    /// over the reranked candidates. 1 is the reranker's order alone.
+    #[serde(default = "full_weight")]
+    pub rerank_weight: f32,
     /// Token budgets.
     pub budget: TokenBudget,
     /// Sampling temperature.
@@ -101,6 +106,10 @@ pub struct Ask {
     /// Whether a follow-up is rewritten into a standalone query using the
     /// session history before retrieval; true.
     pub condense: bool,
+}
+
+fn full_weight() -> f32 {
+    1.0
 }
 
 impl Ask {
@@ -116,6 +125,7 @@ impl Ask {
             fusion: Fusion::default(),
             rerank: true,
             rerank_top_n: 8,
+            rerank_weight: 1.0,
             budget: TokenBudget::default(),
             temperature: None,
             prompt: None,
@@ -155,6 +165,11 @@ impl Ask {
     /// Turns reranking on or off.
     pub fn rerank(mut self, on: bool) -> Self {
         self.rerank = on;
+        self
+    }
+    /// Sets how much the reranker decides (see [`Ask::rerank_weight`]).
+    pub fn rerank_weight(mut self, w: f32) -> Self {
+        self.rerank_weight = w;
         self
     }
     /// Sets how many candidates survive reranking.
@@ -210,6 +225,12 @@ impl Ask {
         }
         if self.rerank_top_n == 0 {
             return Err(Error::invalid_input("rerank_top_n must be at least 1"));
+        }
+        if !(self.rerank_weight.is_finite() && (0.0..=1.0).contains(&self.rerank_weight)) {
+            return Err(Error::invalid_input(format!(
+                "rerank_weight must be 0 to 1, got {}",
+                self.rerank_weight
+            )));
         }
         if let Some(t) = self.temperature
             && !(t.is_finite() && t >= 0.0)
@@ -641,6 +662,38 @@ struct Generated {
 }
 
 impl Rag {
+    /// Retrieval only: the chunks `ask` would offer to packing, best first —
+    /// dense and keyword search fused as `ask` says (`top_k` each), then
+    /// the reranker when the pipeline has one and `ask.rerank` is on,
+    /// keeping `rerank_top_n`. No session, no condensing, no prompt
+    /// screening, no model call: what an evaluation or a search page needs.
+    ///
+    /// Errors: `InvalidInput` for a malformed [`Ask`]; any backend error.
+    pub async fn search(&self, ask: &Ask) -> Result<Vec<ScoredChunk>> {
+        ask.validate()?;
+        let inner = &self.inner;
+        let retrieved = inner.retrieve(&ask.namespace, &ask.question, ask).await?;
+        let (chunks, _) = inner
+            .rerank(&ask.question, retrieved.candidates, ask)
+            .await?;
+        Ok(chunks)
+    }
+
+    /// Reranks `candidates` for `query` as [`Rag::ask`] does: the pipeline's
+    /// reranker (when it has one and `ask.rerank` is on), blended with the
+    /// retrieval scores by `ask.rerank_weight`, keeping `ask.rerank_top_n`.
+    /// Without a reranker the candidates keep their order, cut to
+    /// `rerank_top_n`.
+    pub async fn rerank(
+        &self,
+        query: &str,
+        candidates: Vec<ScoredChunk>,
+        ask: &Ask,
+    ) -> Result<Vec<ScoredChunk>> {
+        ask.validate()?;
+        Ok(self.inner.rerank(query, candidates, ask).await?.0)
+    }
+
     /// Answers a question: condense (with a session), retrieve, rerank,
     /// pack, generate, cite, and append the exchange to the session.
     ///

@@ -5,7 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::search::{MAX_TOP_K, ScoredChunk, SearchMode, SearchRequest, fuse};
-use crate::types::Namespace;
+use crate::types::{ChunkId, Namespace};
+use std::collections::HashMap;
 
 use super::Inner;
 use super::ask::Ask;
@@ -113,8 +114,19 @@ impl Inner {
     ) -> Result<(Vec<ScoredChunk>, bool)> {
         let n = ask.rerank_top_n;
         match (&self.reranker, ask.rerank) {
-            (Some(r), true) if !candidates.is_empty() => {
+            (Some(r), true) if !candidates.is_empty() && ask.rerank_weight >= 1.0 => {
                 let mut out = r.rerank(query, candidates, n).await?;
+                out.truncate(n);
+                Ok((out, true))
+            }
+            (Some(r), true) if !candidates.is_empty() => {
+                let retrieval: HashMap<ChunkId, f32> = candidates
+                    .iter()
+                    .map(|c| (c.chunk.id.clone(), c.score))
+                    .collect();
+                let all = candidates.len();
+                let mut out = r.rerank(query, candidates, all).await?;
+                blend(&mut out, &retrieval, ask.rerank_weight);
                 out.truncate(n);
                 Ok((out, true))
             }
@@ -126,9 +138,72 @@ impl Inner {
     }
 }
 
+/// Orders reranked candidates by `w · rerank + (1 − w) · retrieval`, both
+/// min-max normalised over these candidates (a constant list counts as 0).
+/// The blended value becomes `score`; `rerank_score` stays the reranker's.
+fn blend(candidates: &mut [ScoredChunk], retrieval: &HashMap<ChunkId, f32>, w: f32) {
+    fn unit(values: &[f32]) -> Vec<f32> {
+        let (lo, hi) = values
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), v| {
+                (lo.min(*v), hi.max(*v))
+            });
+        let span = hi - lo;
+        values
+            .iter()
+            .map(|v| if span > 0.0 { (v - lo) / span } else { 0.0 })
+            .collect()
+    }
+    let rerank: Vec<f32> = candidates
+        .iter()
+        .map(|c| c.rerank_score.unwrap_or(c.score))
+        .collect();
+    let first: Vec<f32> = candidates
+        .iter()
+        .map(|c| retrieval.get(&c.chunk.id).copied().unwrap_or(f32::MIN))
+        .collect();
+    let (rerank, first) = (unit(&rerank), unit(&first));
+    for (i, c) in candidates.iter_mut().enumerate() {
+        c.score = w * rerank[i] + (1.0 - w) * first[i];
+    }
+    candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn blend_interpolates_normalised_scores() {
+        use crate::types::{Chunk, Document};
+        let chunk = |id: &str| {
+            let mut c = Chunk::from_document(&Document::new(id, "text"), 0, 0..4);
+            c.id = ChunkId::from_string(id.to_owned());
+            c
+        };
+        // Retrieval: a 3, b 2, c 1. Reranker: c 10, b 0, a -10.
+        let mut list: Vec<ScoredChunk> = [("c", 10.0), ("b", 0.0), ("a", -10.0)]
+            .iter()
+            .map(|(id, s)| {
+                let mut sc = ScoredChunk::dense(chunk(id), *s);
+                sc.rerank_score = Some(*s);
+                sc
+            })
+            .collect();
+        let retrieval: HashMap<ChunkId, f32> = [("a", 3.0), ("b", 2.0), ("c", 1.0)]
+            .iter()
+            .map(|(id, s)| (ChunkId::from_string((*id).to_owned()), *s))
+            .collect();
+        // w = 0.5: a 0.5, b 0.5, c 0.5 — ties; w = 0.25 favours retrieval.
+        blend(&mut list, &retrieval, 0.25);
+        let order: Vec<&str> = list.iter().map(|c| c.chunk.id.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert!((list[0].score - 0.75).abs() < 1e-6);
+        assert_eq!(list[2].rerank_score, Some(10.0));
+        blend(&mut list, &retrieval, 0.9);
+        let order: Vec<&str> = list.iter().map(|c| c.chunk.id.as_str()).collect();
+        assert_eq!(order, ["c", "b", "a"]);
+    }
 
     #[test]
     fn plan_falls_back_and_says_so() {

@@ -1,0 +1,163 @@
+//! End to end on a real corpus, without model time: ingest the SciFact
+//! subset (2,101 abstracts) and answer its queries with the 384-dimensional
+//! `HashEmbedder` and an LLM that answers instantly, so what is measured is
+//! the library: chunking (256 cl100k tokens, overlap 32), hashing, batching,
+//! storing, searching, fusing, packing and citing.
+//!
+//! ```text
+//! cargo bench -p rag-benches --bench scifact                   # in-memory store
+//! cargo bench -p rag-benches --features lance --bench scifact  # + LanceDB on disk
+//! python3 benches/compare/llamaindex_scifact.py                # the same work in LlamaIndex, and the ratios
+//! ```
+//!
+//! The dataset: `RAG_EVAL_DATASET`, else `../shared/eval/scifact-subset`
+//! (it is evaluation data, not part of the product); without it the bench
+//! says so and measures nothing. Groups: `scifact_ingest` (elements =
+//! documents, so criterion prints documents/s) and `scifact_ask` (one
+//! question per iteration, cycling through the test queries).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use criterion::{Criterion, Throughput};
+use rag::eval::BeirDataset;
+use rag::testkit::ScriptedLlm;
+use rag::{
+    Ask, Chunker, Document, HashEmbedder, MemoryVectorStore, Rag, SearchMode, TextChunker,
+    TokenEncoding, VectorStore,
+};
+
+/// Chunk size and overlap, in cl100k tokens (the comparison script uses the
+/// same for LlamaIndex's `SentenceSplitter`).
+pub const CHUNK_TOKENS: usize = 256;
+/// Overlap, in tokens.
+pub const OVERLAP_TOKENS: usize = 32;
+/// Sources per question (LlamaIndex: `similarity_top_k`).
+pub const TOP_K: usize = 5;
+
+fn dataset() -> Option<BeirDataset> {
+    let dir = std::env::var_os("RAG_EVAL_DATASET")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/eval/scifact-subset")
+        });
+    match BeirDataset::load(&dir, "test") {
+        Ok(d) => Some(d),
+        Err(e) => {
+            eprintln!("scifact bench: no dataset ({e}); set RAG_EVAL_DATASET. Nothing measured.");
+            None
+        }
+    }
+}
+
+fn chunker() -> Arc<dyn Chunker> {
+    Arc::new(
+        TextChunker::by_tokens(TokenEncoding::Cl100k, CHUNK_TOKENS, OVERLAP_TOKENS)
+            .expect("chunker"),
+    )
+}
+
+fn pipeline(store: Arc<dyn VectorStore>) -> Rag {
+    Rag::builder()
+        .store_arc(store)
+        .embedder(HashEmbedder::new(384))
+        .chunker_arc(chunker())
+        .llm(ScriptedLlm::new().with_responder(|_| "It is supported [1].".into()))
+        .build()
+        .expect("pipeline")
+}
+
+type StoreFactory = Box<dyn Fn(&tokio::runtime::Runtime) -> Arc<dyn VectorStore>>;
+
+fn stores() -> Vec<(&'static str, StoreFactory)> {
+    #[allow(unused_mut)]
+    let mut out: Vec<(&'static str, StoreFactory)> = vec![(
+        "memory",
+        Box::new(|_| Arc::new(MemoryVectorStore::default()) as Arc<dyn VectorStore>),
+    )];
+    #[cfg(feature = "lance")]
+    out.push((
+        "lance",
+        Box::new(|rt| {
+            let dir = std::env::temp_dir().join(format!(
+                "rag-bench-scifact-{}-{}",
+                std::process::id(),
+                fastrand_like()
+            ));
+            let config = rag::lance::LanceConfig::new(dir.to_string_lossy(), 384);
+            Arc::new(
+                rt.block_on(rag::lance::LanceVectorStore::open(config))
+                    .expect("lance"),
+            ) as Arc<dyn VectorStore>
+        }),
+    ));
+    out
+}
+
+#[cfg(feature = "lance")]
+fn fastrand_like() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn bench_scifact(c: &mut Criterion) {
+    let Some(data) = dataset() else { return };
+    let docs: Vec<Document> = data.documents().expect("documents");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+
+    let mut group = c.benchmark_group("scifact_ingest");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(docs.len() as u64));
+    for (name, make) in stores() {
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || pipeline(make(&rt)),
+                |rag| {
+                    let report = rt.block_on(rag.ingest_many(docs.clone()));
+                    assert!(report.is_success(), "{:?}", report.failed.first());
+                    rag
+                },
+                criterion::BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("scifact_ask");
+    let queries: Vec<String> = data.queries.iter().map(|q| q.text.clone()).collect();
+    for (name, make) in stores() {
+        let rag = pipeline(make(&rt));
+        let report = rt.block_on(rag.ingest_many(docs.clone()));
+        assert!(report.is_success());
+        for (label, mode) in [("dense", SearchMode::Dense), ("hybrid", SearchMode::Hybrid)] {
+            let next = AtomicUsize::new(0);
+            group.bench_function(format!("{name}_{label}"), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let q = &queries[next.fetch_add(1, Ordering::Relaxed) % queries.len()];
+                    let answer = rag
+                        .ask(
+                            Ask::new(q.as_str())
+                                .mode(mode)
+                                .top_k(TOP_K)
+                                .rerank_top_n(TOP_K),
+                        )
+                        .await
+                        .expect("ask");
+                    std::hint::black_box(answer)
+                });
+            });
+        }
+    }
+    group.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench_scifact(&mut c);
+    c.final_summary();
+}

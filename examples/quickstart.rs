@@ -40,7 +40,7 @@ use rag::lance::{LanceConfig, LanceVectorStore};
 use rag::local::LocalModels;
 use rag::openai::OpenAiChat;
 use rag::{Ask, Embedder, HashEmbedder, LlmClient, LoadOptions, Rag, Reranker, load_path};
-use rag_server::state::store_dir_name;
+use rag_server::state::{load_local, store_dir_name};
 
 /// The chat model chosen from the environment, if any.
 fn llm_from_env() -> Result<Option<Arc<dyn LlmClient>>, rag::Error> {
@@ -77,39 +77,23 @@ async fn local_models(use_local: bool) -> Result<Models, Box<dyn std::error::Err
         println!("models: HashEmbedder, extractive answers (--no-local-models)");
         return Ok(fallback);
     }
-    let models = match LocalModels::from_env() {
-        Ok(m) => m,
-        Err(e) => {
-            println!("notice: no local models, using HashEmbedder and extractive answers ({e})");
-            return Ok(fallback);
-        }
-    };
-    // Loading reads a few hundred MB: off the async threads.
-    let loaded = tokio::task::spawn_blocking(move || -> Result<Models, rag::Error> {
-        let embedder: Arc<dyn Embedder> = if models.has_embedder() {
-            Arc::new(models.embedder()?)
-        } else {
-            Arc::new(HashEmbedder::default())
-        };
-        let reranker: Option<(String, Arc<dyn Reranker>)> = if models.has_reranker() {
-            let r = models.reranker()?;
-            Some((r.model_id().to_owned(), Arc::new(r)))
-        } else {
-            None
-        };
-        let chat: Option<Arc<dyn LlmClient>> = if models.has_chat() {
-            Some(Arc::new(models.chat()?))
-        } else {
-            None
-        };
-        Ok(Models {
-            embedder,
-            reranker,
-            chat,
-        })
+    if let Err(e) = LocalModels::from_env() {
+        println!("notice: no local models, using HashEmbedder and extractive answers ({e})");
+        return Ok(fallback);
+    }
+    // The server's loader: `auto` takes each model that is there (a damaged
+    // one is an error). Loading reads a few hundred MB: off the async threads.
+    let loaded = tokio::task::spawn_blocking(|| load_local("auto", "auto", "auto")).await??;
+    Ok(Models {
+        embedder: match loaded.embedder {
+            Some(e) => Arc::new(e),
+            None => fallback.embedder,
+        },
+        reranker: loaded
+            .reranker
+            .map(|r| (r.model_id().to_owned(), Arc::new(r) as Arc<dyn Reranker>)),
+        chat: loaded.chat.map(|c| Arc::new(c) as Arc<dyn LlmClient>),
     })
-    .await??;
-    Ok(loaded)
 }
 
 struct Args {

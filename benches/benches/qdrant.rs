@@ -127,6 +127,7 @@ fn main() {
         })
         .collect();
 
+    let client = store.client();
     let direct = |v: &[f32]| {
         let req = QueryPoints {
             collection_name: "bench_qdrant_100k".into(),
@@ -145,8 +146,7 @@ fn main() {
             ..Default::default()
         };
         async move {
-            store
-                .client()
+            client
                 .query(req)
                 .await
                 .expect("direct query")

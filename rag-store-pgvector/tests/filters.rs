@@ -7,14 +7,13 @@ mod common;
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use rag_core::filter::{Field, Filter, RangeOp, Scalar};
+use rag_core::filter::{Field, Filter};
+use rag_core::testkit::filter_props::{self, D, expected, selected};
 use rag_core::testkit::fresh_namespace;
-use rag_core::testkit::vector_store::{doc_chunks, unit};
-use rag_core::{Chunk, SearchRequest, VectorStore};
-use rag_store_pgvector::{PgVectorConfig, PgVectorStore};
-use serde_json::{Map, Value, json};
-
-const D: usize = 8;
+use rag_core::testkit::vector_store::doc_chunks;
+use rag_core::{SearchRequest, VectorStore};
+use rag_store_pgvector::PgVectorConfig;
+use serde_json::json;
 
 const KEYS: [&str; 6] = [
     "a",
@@ -36,107 +35,6 @@ const STRINGS: [&str; 8] = [
     "true",
 ];
 
-fn scalar() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        any::<bool>().prop_map(Value::Bool),
-        (-3i32..4).prop_map(|n| json!(n)),
-        (-3i32..4).prop_map(|n| json!(f64::from(n) + 0.5)),
-        Just(json!(0.1)),
-        Just(json!(9_007_199_254_740_993_i64)),
-        Just(json!(-0.0)),
-        prop::sample::select(STRINGS.to_vec()).prop_map(|s| json!(s)),
-    ]
-}
-
-fn meta_value() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        4 => scalar(),
-        1 => Just(Value::Null),
-        2 => prop::collection::vec(scalar(), 0..3).prop_map(Value::Array),
-        1 => prop::collection::vec(scalar(), 1..2).prop_map(|v| json!([v, 1])),
-        1 => Just(json!({"nested": 1})),
-        1 => Just(json!([null, "x"])),
-    ]
-}
-
-fn metadata() -> impl Strategy<Value = Map<String, Value>> {
-    prop::collection::btree_map(prop::sample::select(KEYS.to_vec()), meta_value(), 0..4)
-        .prop_map(|m| m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
-}
-
-fn filter_scalar() -> impl Strategy<Value = Scalar> {
-    prop_oneof![
-        any::<bool>().prop_map(Scalar::Bool),
-        (-3i32..4).prop_map(|n| Scalar::Number(f64::from(n))),
-        (-3i32..4).prop_map(|n| Scalar::Number(f64::from(n) + 0.5)),
-        Just(Scalar::Number(0.1)),
-        Just(Scalar::Number(9_007_199_254_740_992.0)),
-        Just(Scalar::Number(0.0)),
-        prop::sample::select(STRINGS.to_vec()).prop_map(Scalar::from),
-        Just(Scalar::from("nul\0byte")),
-        Just(Scalar::from("d1")),
-        Just(Scalar::from("d2.txt")),
-    ]
-}
-
-fn field() -> impl Strategy<Value = Field> {
-    prop_oneof![
-        6 => prop::sample::select(KEYS.to_vec()).prop_map(Field::from),
-        1 => Just(Field::from("missing")),
-        1 => Just(Field::DocumentId),
-        1 => Just(Field::Source),
-    ]
-}
-
-fn leaf() -> impl Strategy<Value = Filter> {
-    let op = prop::sample::select(vec![RangeOp::Gt, RangeOp::Gte, RangeOp::Lt, RangeOp::Lte]);
-    prop_oneof![
-        (field(), filter_scalar()).prop_map(|(f, v)| Filter::eq(f, v)),
-        (field(), filter_scalar()).prop_map(|(f, v)| Filter::ne(f, v)),
-        (field(), op, -4i32..5).prop_map(|(f, op, n)| Filter::Range {
-            field: f,
-            op,
-            value: f64::from(n) / 2.0
-        }),
-        (field(), prop::collection::vec(filter_scalar(), 0..4))
-            .prop_map(|(f, vs)| Filter::is_in(f, vs)),
-        (field(), prop::collection::vec(filter_scalar(), 0..4))
-            .prop_map(|(f, vs)| Filter::not_in(f, vs)),
-        field().prop_map(Filter::exists),
-    ]
-}
-
-fn filter() -> impl Strategy<Value = Filter> {
-    leaf().prop_recursive(3, 16, 3, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::all),
-            prop::collection::vec(inner.clone(), 0..3).prop_map(Filter::any),
-            inner.prop_map(Filter::not),
-        ]
-    })
-}
-
-async fn selected(store: &PgVectorStore, ns: &rag_core::Namespace, f: &Filter) -> BTreeSet<String> {
-    store
-        .search(
-            ns,
-            SearchRequest::dense(unit(D, 0, 0.0), 100).with_filter(f.clone()),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("filter {f:?} failed: {e}"))
-        .into_iter()
-        .map(|h| h.chunk.document_id.to_string())
-        .collect()
-}
-
-fn expected(chunks: &[Chunk], f: &Filter) -> BTreeSet<String> {
-    chunks
-        .iter()
-        .filter(|c| f.matches(c))
-        .map(|c| c.document_id.to_string())
-        .collect()
-}
-
 #[test]
 fn store_filters_equal_reference_evaluator() {
     let Some(url) = common::pg_url("store_filters_equal_reference_evaluator") else {
@@ -153,27 +51,11 @@ fn store_filters_equal_reference_evaluator() {
         ..ProptestConfig::default()
     });
     let strategy = (
-        prop::collection::vec(metadata(), 4..16),
-        prop::collection::vec(filter(), 4..12),
+        prop::collection::vec(filter_props::metadata(&KEYS, &STRINGS), 4..16),
+        prop::collection::vec(filter_props::filter(&KEYS, &STRINGS), 4..12),
     );
     let result = runner.run(&strategy, |(metas, filters)| {
-        rt.block_on(async {
-            let ns = fresh_namespace("props");
-            let mut chunks = Vec::new();
-            let mut batch = Vec::new();
-            for (i, m) in metas.iter().enumerate() {
-                let c = doc_chunks(&format!("d{i}"), &["text"], Value::Object(m.clone()), D, i);
-                chunks.push(c[0].chunk.clone());
-                batch.extend(c);
-            }
-            store.upsert(&ns, batch).await.expect("upsert");
-            for f in &filters {
-                let got = selected(&store, &ns, f).await;
-                prop_assert_eq!(got, expected(&chunks, f), "filter {:?}", f);
-            }
-            store.delete_namespace(&ns).await.expect("cleanup");
-            Ok(())
-        })
+        rt.block_on(filter_props::check_case(&store, None, &metas, &filters))
     });
     let prefix = store.config().table_prefix.clone();
     rt.block_on(common::drop_tables(store.pool(), &prefix));
@@ -194,65 +76,7 @@ async fn boundary_table() {
         PgVectorConfig::default().with_dimensions(D),
     )
     .await;
-    let ns = fresh_namespace("boundary");
-    let values = [
-        json!(1),
-        json!(1.0),
-        json!(1.5),
-        json!(2),
-        json!(-1),
-        json!("1"),
-        json!(true),
-        json!(null),
-        json!([1, "x"]),
-        json!([[1]]),
-        json!({"n": 1}),
-        json!([]),
-        json!(9_007_199_254_740_993_i64),
-    ];
-    let mut chunks = Vec::new();
-    let mut batch = Vec::new();
-    for (i, v) in values.iter().enumerate() {
-        let c = doc_chunks(&format!("b{i}"), &["text"], json!({ "v": v }), D, i);
-        chunks.push(c[0].chunk.clone());
-        batch.extend(c);
-    }
-    let c = doc_chunks("none", &["text"], json!({}), D, 0);
-    chunks.push(c[0].chunk.clone());
-    batch.extend(c);
-    store.upsert(&ns, batch).await.expect("upsert");
-    let mut filters = Vec::new();
-    for x in [1.0, 1.5, 2.0, 0.0, 9_007_199_254_740_992.0] {
-        for op in [RangeOp::Gt, RangeOp::Gte, RangeOp::Lt, RangeOp::Lte] {
-            filters.push(Filter::Range {
-                field: Field::from("v"),
-                op,
-                value: x,
-            });
-        }
-        filters.push(Filter::eq("v", x));
-        filters.push(Filter::ne("v", x));
-    }
-    for s in [
-        Scalar::from("1"),
-        Scalar::from("x"),
-        Scalar::Bool(true),
-        Scalar::Bool(false),
-    ] {
-        filters.push(Filter::eq("v", s.clone()));
-        filters.push(Filter::ne("v", s.clone()));
-        filters.push(Filter::is_in("v", [s.clone(), Scalar::Number(2.0)]));
-        filters.push(Filter::not_in("v", [s]));
-    }
-    filters.push(Filter::exists("v"));
-    filters.push(Filter::not(Filter::exists("v")));
-    for f in &filters {
-        assert_eq!(
-            selected(&store, &ns, f).await,
-            expected(&chunks, f),
-            "filter {f:?}"
-        );
-    }
+    filter_props::boundary_table(&store).await;
     let prefix = store.config().table_prefix.clone();
     common::drop_tables(store.pool(), &prefix).await;
 }

@@ -4,6 +4,8 @@
 //!   panic with a message naming the broken rule. Every backend and every
 //!   wrapper runs them: `testkit::vector_store::run_all(&store).await`.
 //!   Each test uses a fresh namespace, so runs never see each other's data.
+//! * [`filter_props`]: proptest strategies of random metadata and filters,
+//!   and a check of a store's filtering against the reference evaluator.
 //! * [`mocks`]: `mockall` mocks of every trait.
 //! * [`ScriptedLlm`]: an LLM that replies, streams, fails or waits on cue.
 //! * [`crate::HashEmbedder`] (always compiled) is the deterministic offline
@@ -11,6 +13,7 @@
 
 pub mod chunker;
 pub mod embedder;
+pub mod filter_props;
 pub mod llm;
 pub mod mocks;
 mod scripted;

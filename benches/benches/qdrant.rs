@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use rag::qdrant::qdrant_client::qdrant::{self as q, Query, QueryPoints, SearchParams};
-use rag::qdrant::{QdrantConfig, QdrantStore};
+use rag::qdrant::{FieldIndex, QdrantConfig, QdrantStore};
 use rag::{
     Chunk, Document, DocumentId, EmbeddedChunk, Filter, Namespace, SearchRequest, VectorStore,
 };
@@ -67,7 +67,11 @@ fn main() {
         return;
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
-    let cfg = QdrantConfig::new(&url, DIMS).with_collection("bench_qdrant_100k");
+    // `group` is filtered on below: declared as an integer payload index,
+    // as a user would declare a field they filter by.
+    let cfg = QdrantConfig::new(&url, DIMS)
+        .with_collection("bench_qdrant_100k")
+        .with_indexed_field("group", FieldIndex::Integer);
     let ef = cfg.hnsw.ef;
     let store = rt.block_on(QdrantStore::connect(cfg)).expect("connect");
     eprintln!("qdrant server {}", store.server_version());

@@ -73,6 +73,19 @@ pub fn bench_chunk(i: usize, v: Vec<f32>) -> rag::EmbeddedChunk {
     }
 }
 
+/// The indices of the 10 vectors of `data` with the highest dot product
+/// with `q` (exact search, the recall reference of the store benches).
+pub fn exact_top10(data: &[Vec<f32>], q: &[f32]) -> Vec<usize> {
+    let mut s: Vec<(f32, usize)> = data
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
+        .collect();
+    s.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
+    s.truncate(10);
+    s.into_iter().map(|(_, i)| i).collect()
+}
+
 /// The `p` quantile (0 to 1) of sorted durations.
 pub fn percentile(sorted: &[std::time::Duration], p: f64) -> std::time::Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]

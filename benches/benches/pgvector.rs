@@ -19,22 +19,11 @@ use criterion::{Criterion, Throughput};
 use rag::pgvector::sqlx::{self, Row};
 use rag::pgvector::{PgVectorConfig, PgVectorStore, PoolConfig};
 use rag::{EmbeddedChunk, Namespace, SearchRequest, VectorStore};
-use rag_benches::{Rng, bench_chunk as chunk, clustered_dataset, percentile, perturb};
+use rag_benches::{Rng, bench_chunk as chunk, clustered_dataset, exact_top10, percentile, perturb};
 
 const DIMS: usize = 384;
 const N: usize = 100_000;
 const QUERIES: usize = 300;
-
-fn exact_top10(data: &[Vec<f32>], q: &[f32]) -> Vec<usize> {
-    let mut s: Vec<(f32, usize)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
-        .collect();
-    s.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
-    s.truncate(10);
-    s.into_iter().map(|(_, i)| i).collect()
-}
 
 fn main() {
     let Ok(url) = std::env::var("RAG_BENCH_PG_URL") else {

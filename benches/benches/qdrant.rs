@@ -22,22 +22,11 @@ use rag::qdrant::{FieldIndex, QdrantConfig, QdrantStore};
 use rag::{
     Chunk, Document, DocumentId, EmbeddedChunk, Filter, Namespace, SearchRequest, VectorStore,
 };
-use rag_benches::{Rng, Vocabulary, clustered_dataset, percentile, perturb};
+use rag_benches::{Rng, Vocabulary, clustered_dataset, exact_top10, percentile, perturb};
 
 const DIMS: usize = 384;
 const N: usize = 100_000;
 const QUERIES: usize = 300;
-
-fn exact_top10(data: &[Vec<f32>], q: &[f32]) -> Vec<usize> {
-    let mut s: Vec<(f32, usize)> = data
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (v.iter().zip(q).map(|(a, b)| a * b).sum::<f32>(), i))
-        .collect();
-    s.select_nth_unstable_by(10, |a, b| b.0.total_cmp(&a.0));
-    s.truncate(10);
-    s.into_iter().map(|(_, i)| i).collect()
-}
 
 fn chunk(i: usize, text: &str, v: Vec<f32>) -> EmbeddedChunk {
     let doc = Document::new(format!("doc{i}"), text)

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use rag_core::testkit::vector_store::{doc_chunks, unit};
+use rag_core::testkit::vector_store::{doc_chunks, random_unit, unit};
 use rag_core::{
     DocumentId, Error, Filter, MemoryVectorStore, Namespace, SearchRequest, VectorStore,
     memory::MemoryConfig,
@@ -215,21 +215,6 @@ async fn keyword_search_is_current_after_upserts_and_deletes() {
     assert_eq!(kw("charlie").await, BTreeSet::from(["a".to_owned()]));
 }
 
-fn pseudo_random_unit(seed: u64, d: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..d)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 20_000) as f32 / 10_000.0 - 1.0
-        })
-        .collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
-    v
-}
-
 async fn recall_with(kind: VectorIndexKind) -> f64 {
     const ROWS: usize = 3_000;
     let dir = tempfile::tempdir().expect("tempdir");
@@ -246,7 +231,7 @@ async fn recall_with(kind: VectorIndexKind) -> f64 {
         let mut batch = Vec::new();
         for i in start..start + 500 {
             let mut c = doc_chunks(&format!("r{i}"), &["row"], json!({}), 32, 0);
-            c[0].vector = pseudo_random_unit(i as u64, 32);
+            c[0].vector = random_unit(i as u64, 32);
             batch.extend(c);
         }
         store.upsert(&n, batch.clone()).await.expect("upsert");
@@ -263,7 +248,7 @@ async fn recall_with(kind: VectorIndexKind) -> f64 {
     let mut found = 0usize;
     let queries = 50;
     for q in 0..queries {
-        let v = pseudo_random_unit(1_000_000 + q, 32);
+        let v = random_unit(1_000_000 + q, 32);
         let want: BTreeSet<_> = exact
             .search(&n, SearchRequest::dense(v.clone(), 10))
             .await

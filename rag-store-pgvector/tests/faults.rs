@@ -7,28 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rag_core::testkit::fresh_namespace;
-use rag_core::testkit::vector_store::{doc_chunks, unit};
+use rag_core::testkit::vector_store::{doc_chunks, random_unit, unit};
 use rag_core::{Chunk, DocumentId, EmbeddedChunk, Error, Filter, SearchRequest, VectorStore};
 use rag_store_pgvector::{HnswConfig, IterativeScan, PgVectorConfig, PgVectorStore};
 use serde_json::json;
 use sqlx::Executor as _;
 use sqlx::postgres::PgPoolOptions;
-
-/// A deterministic pseudo-random unit vector.
-fn rand_vec(seed: u64, d: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..d)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 20_000) as f32 / 10_000.0 - 1.0
-        })
-        .collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
-    v
-}
 
 /// `n` one-chunk documents `{prefix}{i}` with random vectors.
 fn docs(
@@ -41,7 +25,7 @@ fn docs(
         .flat_map(|i| {
             let text = format!("document {i} body");
             let mut c = doc_chunks(&format!("{prefix}{i}"), &[text.as_str()], meta(i), d, 0);
-            c[0].vector = rand_vec(i as u64 + 1, d);
+            c[0].vector = random_unit(i as u64 + 1, d);
             c
         })
         .collect()
@@ -91,7 +75,7 @@ async fn ten_thousand_chunks_while_searching() {
         tokio::spawn(async move {
             let mut i = 0u64;
             while !done.load(Ordering::Relaxed) {
-                let mut req = SearchRequest::dense(rand_vec(i, D), 10);
+                let mut req = SearchRequest::dense(random_unit(i, D), 10);
                 if i.is_multiple_of(2) {
                     req = req.with_filter(Filter::eq("bucket", (i % 7) as i64));
                 }
@@ -214,7 +198,7 @@ async fn killed_connection_mid_batch_rolls_back() {
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         let mut c = doc_chunks("big", &refs, json!({"v": 2}), D, 0);
         for (i, e) in c.iter_mut().enumerate() {
-            e.vector = rand_vec(i as u64, D);
+            e.vector = random_unit(i as u64, D);
         }
         c
     };
@@ -320,11 +304,11 @@ async fn ef_search_is_honoured() {
         .upsert(&ns, docs("d", 0..N, D, |_| json!({})))
         .await
         .expect("upsert");
-    let vectors: Vec<Vec<f32>> = (0..N).map(|i| rand_vec(i as u64 + 1, D)).collect();
+    let vectors: Vec<Vec<f32>> = (0..N).map(|i| random_unit(i as u64 + 1, D)).collect();
     let (mut low, mut high) = (0usize, 0usize);
     let queries = 30;
     for q in 0..queries {
-        let query = rand_vec(1_000_000 + q, D);
+        let query = random_unit(1_000_000 + q, D);
         let mut exact: Vec<(f32, usize)> = vectors
             .iter()
             .enumerate()
@@ -363,7 +347,7 @@ async fn ef_search_is_honoured() {
     );
     for bad in [0, 1001] {
         let e = store
-            .search_with_ef(&ns, SearchRequest::dense(rand_vec(1, D), 10), bad)
+            .search_with_ef(&ns, SearchRequest::dense(random_unit(1, D), 10), bad)
             .await;
         assert!(
             matches!(e, Err(Error::InvalidInput { .. })),
@@ -409,7 +393,7 @@ async fn iterative_scan_fills_top_k_under_selective_filter() {
     let rare = Filter::eq("rare", true);
     let mut short = 0;
     for q in 0..5 {
-        let req = SearchRequest::dense(rand_vec(777 + q, D), 20).with_filter(rare.clone());
+        let req = SearchRequest::dense(random_unit(777 + q, D), 20).with_filter(rare.clone());
         let hits = relaxed.search(&ns, req.clone()).await.expect("relaxed");
         assert_eq!(
             hits.len(),

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use rag_core::search::fuse;
 use rag_core::testkit::fresh_namespace;
-use rag_core::testkit::vector_store::{doc_chunks, unit};
+use rag_core::testkit::vector_store::{doc_chunks, random_unit, unit};
 use rag_core::text::Analyzer;
 use rag_core::{
     ChunkId, DocumentId, EmbeddedChunk, Error, Filter, Fusion, MemoryVectorStore, SearchRequest,
@@ -17,22 +17,6 @@ use rag_core::{
 use rag_store_qdrant::qdrant_client::qdrant::UpsertPoints;
 use rag_store_qdrant::{Bm25Config, MIXED_VERSIONS, QdrantConfig, QdrantStore, Tenancy, schema};
 use serde_json::json;
-
-/// A deterministic pseudo-random unit vector.
-fn rand_vec(seed: u64, d: usize) -> Vec<f32> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut v: Vec<f32> = (0..d)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x % 20_000) as f32 / 10_000.0 - 1.0
-        })
-        .collect();
-    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
-    v.iter_mut().for_each(|a| *a /= n);
-    v
-}
 
 const WORDS: &[&str] = &[
     "key", "rotation", "vault", "token", "cluster", "backup", "restore", "latency", "index",
@@ -59,7 +43,7 @@ fn corpus(texts: &[String], d: usize) -> Vec<Vec<EmbeddedChunk>> {
         .enumerate()
         .map(|(i, t)| {
             let mut c = doc_chunks(&format!("d{i:03}"), &[t.as_str()], json!({"i": i}), d, 0);
-            c[0].vector = rand_vec(i as u64 + 7, d);
+            c[0].vector = random_unit(i as u64 + 7, d);
             c
         })
         .collect()
@@ -85,7 +69,7 @@ async fn native_rrf_equals_core_fusion() {
     let store = common::store(&url, "rrf", |c| c).await;
     let ns = fresh_namespace("rrf");
     load(&store, &ns, corpus(&texts(80), 16)).await;
-    let q = rand_vec(999, 16);
+    let q = random_unit(999, 16);
     for (text, fusion) in [
         ("vault key rotation", Fusion::Rrf { k: 60.0 }),
         ("backup restore", Fusion::Rrf { k: 10.0 }),
@@ -328,13 +312,13 @@ async fn large_top_k_reads_payloads_in_pages() {
         .flat_map(|i| {
             let text = format!("{i} {big}");
             let mut c = doc_chunks(&format!("d{i:04}"), &[text.as_str()], json!({}), 16, 0);
-            c[0].vector = rand_vec(i as u64 + 1, 16);
+            c[0].vector = random_unit(i as u64 + 1, 16);
             c
         })
         .collect();
     store.upsert(&ns, docs).await.expect("upsert");
     let hits = store
-        .search(&ns, SearchRequest::dense(rand_vec(5, 16), 700))
+        .search(&ns, SearchRequest::dense(random_unit(5, 16), 700))
         .await
         .expect("search");
     assert_eq!(hits.len(), 700);

@@ -62,6 +62,23 @@ pub fn unit(d: usize, axis: usize, tilt: f32) -> Vec<f32> {
     v
 }
 
+/// A deterministic pseudo-random unit vector of `d` dimensions (xorshift
+/// from `seed`): the same on every machine, spread over the sphere.
+pub fn random_unit(seed: u64, d: usize) -> Vec<f32> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut v: Vec<f32> = (0..d)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % 20_000) as f32 / 10_000.0 - 1.0
+        })
+        .collect();
+    let n = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|a| *a /= n);
+    v
+}
+
 /// Embedded chunks for a document made of `parts` (joined by newlines), one
 /// chunk per part, each with vector `unit(d, axis + i, 0.0)`.
 pub fn doc_chunks(

@@ -372,9 +372,31 @@ impl Document {
         h.update([0]);
         h.update(self.text.as_bytes());
         h.update([0]);
-        // serde_json's Map is a BTreeMap: serialisation is canonical.
-        h.update(serde_json::to_vec(&self.metadata).unwrap_or_default());
+        // Keys sorted at every level: serde_json's Map keeps insertion order
+        // when any crate in the build enables its `preserve_order` feature
+        // (lancedb does), and the hash must not depend on it.
+        h.update(serde_json::to_vec(&sorted_keys(&self.metadata)).unwrap_or_default());
         hex(&h.finalize())
+    }
+}
+
+/// `v` with every object's keys in sorted order.
+fn sorted_keys(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => {
+            let mut entries: Vec<(&String, &serde_json::Value)> = m.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            serde_json::Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.clone(), sorted_keys(v)))
+                    .collect(),
+            )
+        }
+        serde_json::Value::Array(items) => {
+            serde_json::Value::Array(items.iter().map(sorted_keys).collect())
+        }
+        other => other.clone(),
     }
 }
 
@@ -492,6 +514,15 @@ mod tests {
         assert_ne!(a.content_hash(), Document::new("a", "text2").content_hash());
         assert_ne!(a.content_hash(), Document::new("b", "text").content_hash());
         let before = a.content_hash().to_owned();
+        // Key order never matters, whatever serde_json's features.
+        let ab: serde_json::Value =
+            serde_json::from_str(r#"{"a": 1, "b": {"y": 2, "x": [{"q": 1, "p": 2}]}}"#).unwrap();
+        let ba: serde_json::Value =
+            serde_json::from_str(r#"{"b": {"x": [{"p": 2, "q": 1}], "y": 2}, "a": 1}"#).unwrap();
+        assert_eq!(
+            Document::new("a", "text").with_metadata(ab).content_hash(),
+            Document::new("a", "text").with_metadata(ba).content_hash()
+        );
         // The cached hash is dropped when metadata changes.
         let b = a.with_metadata(json!({"k": 1}));
         assert_ne!(before, b.content_hash());

@@ -507,43 +507,23 @@ impl QdrantStore {
         }
     }
 
-    fn dense_query(
+    /// A nearest-neighbour query on the dense vector (with `hnsw_ef`) or
+    /// the sparse one; payloads are chosen by [`Self::run_query`].
+    fn nearest(
         &self,
         collection: &str,
-        vector: Vec<f32>,
+        input: VectorInput,
+        dense: bool,
         filter: Option<qdrant::Filter>,
         limit: usize,
-        payload: bool,
     ) -> QueryPoints {
         QueryPoints {
             collection_name: collection.to_owned(),
-            query: Some(Query::new_nearest(vector)),
-            using: Some(DENSE.to_owned()),
+            query: Some(Query::new_nearest(input)),
+            using: Some(if dense { DENSE } else { SPARSE }.to_owned()),
             filter,
             limit: Some(limit as u64),
-            params: Some(self.search_params()),
-            with_payload: Some(payload.into()),
-            ..Default::default()
-        }
-    }
-
-    fn sparse_query(
-        &self,
-        collection: &str,
-        terms: (Vec<u32>, Vec<f32>),
-        filter: Option<qdrant::Filter>,
-        limit: usize,
-        payload: bool,
-    ) -> QueryPoints {
-        QueryPoints {
-            collection_name: collection.to_owned(),
-            query: Some(Query::new_nearest(VectorInput::new_sparse(
-                terms.0, terms.1,
-            ))),
-            using: Some(SPARSE.to_owned()),
-            filter,
-            limit: Some(limit as u64),
-            with_payload: Some(payload.into()),
+            params: dense.then(|| self.search_params()),
             ..Default::default()
         }
     }
@@ -822,11 +802,17 @@ impl QdrantStore {
                     .collect())
             }
             fusion => {
+                // Both lists in one request, payloads inline only when
+                // small (as `run_query`), fused here.
+                let inline = n <= PAYLOAD_INLINE_MAX;
                 let mut queries =
-                    vec![self.dense_query(&collection, vector, filter.clone(), n, true)];
-                let has_terms = !terms.0.is_empty();
-                if has_terms {
-                    queries.push(self.sparse_query(&collection, terms, filter, n, true));
+                    vec![self.nearest(&collection, vector.into(), true, filter.clone(), n)];
+                if !terms.0.is_empty() {
+                    let sparse = VectorInput::new_sparse(terms.0, terms.1);
+                    queries.push(self.nearest(&collection, sparse, false, filter, n));
+                }
+                for q in &mut queries {
+                    q.with_payload = Some(inline.into());
                 }
                 let results = self
                     .read(namespace, Vec::new(), |name| async move {
@@ -841,23 +827,18 @@ impl QdrantStore {
                     })
                     .await?;
                 let mut lists = results.into_iter().map(|b| b.result);
-                let dense: Vec<ScoredChunk> = lists
-                    .next()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|p| {
-                        Ok(ScoredChunk::dense(
-                            schema::chunk_of(&p.payload)?,
-                            score(d, p.score),
-                        ))
-                    })
-                    .collect::<Result<_>>()?;
-                let keyword: Vec<ScoredChunk> = lists
-                    .next()
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|p| Ok(ScoredChunk::keyword(schema::chunk_of(&p.payload)?, p.score)))
-                    .collect::<Result<_>>()?;
+                let dense = self
+                    .with_chunks(namespace, lists.next().unwrap_or_default(), inline)
+                    .await?
+                    .into_iter()
+                    .map(|(c, s)| ScoredChunk::dense(c, score(d, s)))
+                    .collect();
+                let keyword = self
+                    .with_chunks(namespace, lists.next().unwrap_or_default(), inline)
+                    .await?
+                    .into_iter()
+                    .map(|(c, s)| ScoredChunk::keyword(c, s))
+                    .collect();
                 Ok(fuse(dense, keyword, fusion, k))
             }
         }
@@ -930,7 +911,7 @@ impl VectorStore for QdrantStore {
         match request.mode {
             SearchMode::Dense => {
                 let v = request.vector.clone().unwrap_or_default();
-                let q = self.dense_query(&collection, v, filter, request.top_k, true);
+                let q = self.nearest(&collection, v.into(), true, filter, request.top_k);
                 Ok(self
                     .run_query(namespace, q)
                     .await?
@@ -946,7 +927,13 @@ impl VectorStore for QdrantStore {
                 if terms.0.is_empty() {
                     return Ok(Vec::new());
                 }
-                let q = self.sparse_query(&collection, terms, filter, request.top_k, true);
+                let q = self.nearest(
+                    &collection,
+                    VectorInput::new_sparse(terms.0, terms.1),
+                    false,
+                    filter,
+                    request.top_k,
+                );
                 Ok(self
                     .run_query(namespace, q)
                     .await?

@@ -329,6 +329,17 @@ async fn large_top_k_reads_payloads_in_pages() {
         .await
         .expect("keyword");
     assert_eq!(hits.len(), 600);
+    // Weighted hybrid reads both lists (2,400 candidates each) in pages too.
+    let hits = store
+        .search(
+            &ns,
+            SearchRequest::hybrid(random_unit(5, 16), "lorem", 600)
+                .with_fusion(Fusion::Weighted { dense_weight: 0.5 }),
+        )
+        .await
+        .expect("weighted hybrid");
+    assert_eq!(hits.len(), 600);
+    assert!(hits.iter().all(|h| h.chunk.text.ends_with("amet ")));
     common::drop_collections(&store).await;
 }
 

@@ -7,9 +7,9 @@
 //!
 //! ```text
 //! cargo run -p rag-examples --bin rag -- eval --dataset ../shared/eval/scifact-subset --split test
-//! rag eval --dataset DIR [--split test] [--embedder auto|local|hash] [--reranker auto|local|none]
+//! rag eval --dataset DIR [--split test] [--embedder auto|local|bge|minilm|hash] [--reranker auto|local|none]
 //!          [--mode hybrid|dense|keyword] [--fusion rrf[:K]|weighted:W] [--rerank-depth N]
-//!          [--depth N] [--store memory|lance] [--data DIR]
+//!          [--depth N] [--store memory|lance] [--data DIR] [--chunk-tokens MAX[:OVERLAP]] [--rerank-max-tokens N]
 //!          [--rerank-weight W] [--per-query FILE.jsonl] [--run FILE.trec] [--json]
 //!          [--baseline FILE.json]   # exit 1 when nDCG@10 < baseline - tolerance
 //! rag eval --dataset DIR --split train --grid   # one table: keyword, dense, hybrids, reranked
@@ -17,15 +17,16 @@
 //!
 //! `--grid` ingests once and evaluates a fixed set of configurations side by
 //! side (a Markdown table): BM25 alone, dense alone, hybrid with RRF and
-//! with weighted fusion, and — with a reranker — the cross-encoder over the
-//! top of the best hybrids at several blend weights. Cross-encoder scores
-//! are computed once per (query, chunk) across the grid.
+//! with weighted fusion, and — with a reranker (`--reranker local`) — the
+//! cross-encoder over the top of the hybrids at several blend weights.
+//! Cross-encoder scores are computed once per (query, chunk) across the
+//! grid.
 //!
 //! The defaults are the embedded default pipeline (the quickstart's): the
-//! local models when `scripts/fetch-models` fetched them, hybrid retrieval
-//! fused with RRF, the cross-encoder over the top 20. The in-memory store
-//! by default (`--store lance` for LanceDB in `--data`, default a temporary
-//! directory).
+//! local bge-small-en-v1.5 embedder when `scripts/fetch-models` fetched it,
+//! chunks of 512 tokens, hybrid retrieval with weighted fusion (dense 0.7),
+//! no reranker. The in-memory store by default (`--store lance` for
+//! LanceDB in `--data`, default a temporary directory).
 
 #![allow(clippy::print_stdout)]
 
@@ -38,9 +39,9 @@ use rag::{Embedder, Fusion, HashEmbedder, Rag, Reranker, SearchMode};
 use rag_server::state::{LocalLoaded, load_local};
 use serde::Deserialize;
 
-const USAGE: &str = "usage: rag eval --dataset DIR [--split test] [--embedder auto|local|hash] \
+const USAGE: &str = "usage: rag eval --dataset DIR [--split test] [--embedder auto|local|bge|minilm|hash] \
 [--reranker auto|local|none] [--mode hybrid|dense|keyword] [--fusion rrf[:K]|weighted:W] \
-[--rerank-depth N] [--depth N] [--store memory|lance] [--data DIR] [--per-query FILE] \
+[--rerank-depth N] [--depth N] [--store memory|lance] [--data DIR] [--chunk-tokens MAX[:OVERLAP]] [--rerank-max-tokens N] [--per-query FILE] \
 [--rerank-weight W] [--run FILE] [--json] [--baseline FILE] [--grid]";
 
 struct EvalArgs {
@@ -54,6 +55,11 @@ struct EvalArgs {
     rerank_weight: f32,
     depth: usize,
     store: String,
+    /// `--chunk-tokens MAX[:OVERLAP]`: chunks of that many cl100k tokens
+    /// instead of the pipeline's default (256, overlap 32).
+    chunk: Option<(usize, usize)>,
+    /// `--rerank-max-tokens N`: the cross-encoder's pair length (default 192).
+    rerank_max_tokens: Option<usize>,
     grid: bool,
     data: Option<PathBuf>,
     per_query: Option<PathBuf>,
@@ -69,6 +75,10 @@ struct Baseline {
     #[serde(default)]
     pipeline: String,
     split: String,
+    /// The embedder's model id the value was measured with; a run with
+    /// another embedder is refused rather than compared.
+    #[serde(default)]
+    embedder: Option<String>,
     ndcg_at_10: f64,
     /// How far below the recorded value still passes.
     tolerance: f64,
@@ -97,13 +107,15 @@ fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> 
         dataset: PathBuf::new(),
         split: "test".into(),
         embedder: "auto".into(),
-        reranker: "auto".into(),
+        reranker: "none".into(),
         mode: SearchMode::Hybrid,
         fusion: Fusion::default(),
         rerank_depth: EvalOptions::default().rerank_depth,
         rerank_weight: EvalOptions::default().rerank_weight,
         depth: 100,
         store: "memory".into(),
+        chunk: None,
+        rerank_max_tokens: None,
         grid: false,
         data: None,
         per_query: None,
@@ -143,6 +155,16 @@ fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> 
                     .ok_or_else(|| format!("--rerank-weight {v:?}: a number from 0 to 1"))?;
             }
             "--grid" => a.grid = true,
+            "--rerank-max-tokens" => a.rerank_max_tokens = Some(num(value()?)?),
+            "--chunk-tokens" => {
+                let v = value()?;
+                let bad = || format!("--chunk-tokens {v:?}: MAX or MAX:OVERLAP");
+                let (max, overlap) = match v.split_once(':') {
+                    Some((m, o)) => (m.parse().map_err(|_| bad())?, o.parse().map_err(|_| bad())?),
+                    None => (v.parse().map_err(|_| bad())?, 0),
+                };
+                a.chunk = Some((max, overlap));
+            }
             "--store" => a.store = value()?,
             "--data" => a.data = Some(PathBuf::from(value()?)),
             "--per-query" => a.per_query = Some(PathBuf::from(value()?)),
@@ -154,8 +176,14 @@ fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> 
         }
     }
     a.dataset = dataset.ok_or_else(|| format!("--dataset is required\n{USAGE}"))?;
-    if !matches!(a.embedder.as_str(), "auto" | "local" | "hash") {
-        return Err(format!("--embedder {:?}: auto, local or hash", a.embedder));
+    if !matches!(
+        a.embedder.as_str(),
+        "auto" | "local" | "bge" | "minilm" | "hash"
+    ) {
+        return Err(format!(
+            "--embedder {:?}: auto, local, bge, minilm or hash",
+            a.embedder
+        ));
     }
     if !matches!(a.reranker.as_str(), "auto" | "local" | "none") {
         return Err(format!("--reranker {:?}: auto, local or none", a.reranker));
@@ -236,15 +264,16 @@ fn grid(has_reranker: bool) -> Vec<Config> {
         plain(SearchMode::Hybrid, rrf),
         plain(SearchMode::Hybrid, Fusion::Rrf { k: 10.0 }),
     ];
-    for w in [0.3, 0.5, 0.6, 0.7, 0.8] {
+    for w in [0.3, 0.5, 0.6, 0.7, 0.8, 0.9] {
         out.push(plain(
             SearchMode::Hybrid,
             Fusion::Weighted { dense_weight: w },
         ));
     }
     if has_reranker {
-        for fusion in [rrf, Fusion::Weighted { dense_weight: 0.7 }] {
-            for w in [1.0, 0.7, 0.5, 0.3] {
+        let weighted = |w| Fusion::Weighted { dense_weight: w };
+        for fusion in [rrf, weighted(0.7), weighted(0.8)] {
+            for w in [1.0, 0.7, 0.5, 0.3, 0.2] {
                 out.push(Config {
                     mode: SearchMode::Hybrid,
                     fusion,
@@ -282,13 +311,12 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let (emb, rr) = (a.embedder.clone(), a.reranker.clone());
     let LocalLoaded {
         embedder: local_embedder,
+        chunker: local_chunker,
         reranker: local_reranker,
         ..
     } = tokio::task::spawn_blocking(move || load_local(&emb, &rr, "none")).await??;
-    let embedder: Arc<dyn Embedder> = match local_embedder {
-        Some(e) => Arc::new(e),
-        None => Arc::new(HashEmbedder::default()),
-    };
+    let embedder: Arc<dyn Embedder> =
+        local_embedder.unwrap_or_else(|| Arc::new(HashEmbedder::default()));
     let mut builder = Rag::builder().embedder_arc(embedder.clone());
     let _tmp;
     if a.store == "lance" {
@@ -303,6 +331,18 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
         let config = LanceConfig::new(dir.to_string_lossy(), embedder.dimensions());
         builder = builder.store(LanceVectorStore::open(config).await?);
     }
+    let local_reranker = match (local_reranker, a.rerank_max_tokens) {
+        (Some(_), Some(n)) => Some(
+            tokio::task::spawn_blocking(move || {
+                let models = rag::local::LocalModels::from_env()?;
+                rag::local::CrossEncoderReranker::load(
+                    rag::local::CrossEncoderConfig::new(models.reranker_dir()).with_max_length(n),
+                )
+            })
+            .await??,
+        ),
+        (r, _) => r,
+    };
     if let Some(r) = local_reranker {
         let r: Arc<dyn Reranker> = Arc::new(r);
         builder = builder.reranker_arc(if a.grid {
@@ -313,6 +353,17 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
         } else {
             r
         });
+    }
+    // The embedded default's chunker (sized to the local embedder) unless
+    // --chunk-tokens says otherwise.
+    if let Some((max, overlap)) = a.chunk {
+        builder = builder.chunker(rag::AutoChunker::new(rag::ChunkSize::Tokens {
+            encoding: rag::TokenEncoding::Cl100k,
+            max,
+            overlap,
+        })?);
+    } else if let Some(chunker) = local_chunker {
+        builder = builder.chunker_arc(chunker);
     }
     let rag = builder.build()?;
     let options = EvalOptions::default()
@@ -423,6 +474,14 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
                     p.display(),
                     b.split,
                     a.split
+                )
+                .into());
+            }
+            if let Some(want) = b.embedder.as_deref().filter(|w| *w != embedder.model_id()) {
+                return Err(format!(
+                    "{}: the baseline was measured with the embedder {want:?}, this run uses {:?}",
+                    p.display(),
+                    embedder.model_id()
                 )
                 .into());
             }

@@ -7,6 +7,8 @@
 //! ```text
 //! cargo bench -p rag-benches --bench scifact                   # in-memory store
 //! cargo bench -p rag-benches --features lance --bench scifact  # + LanceDB on disk
+//! RAG_BENCH_PG_URL=postgres://… RAG_BENCH_QDRANT_URL=http://127.0.0.1:6334 \
+//!   cargo bench -p rag-benches --features lance,pgvector,qdrant --bench scifact  # + the servers
 //! python3 benches/compare/llamaindex_scifact.py                # the same work in LlamaIndex, and the ratios
 //! ```
 //!
@@ -70,7 +72,16 @@ fn pipeline(store: Arc<dyn VectorStore>) -> Rag {
 
 type StoreFactory = Box<dyn Fn(&tokio::runtime::Runtime) -> Arc<dyn VectorStore>>;
 
-fn stores() -> Vec<(&'static str, StoreFactory)> {
+/// An empty store for each ingest: a fresh one, or (servers) the same
+/// table or collection with its namespace deleted, outside the timing.
+fn empty(make: &StoreFactory, rt: &tokio::runtime::Runtime) -> Arc<dyn VectorStore> {
+    let store = make(rt);
+    rt.block_on(store.delete_namespace(&rag::Namespace::default()))
+        .expect("clearing the bench namespace");
+    store
+}
+
+fn stores(_rt: &tokio::runtime::Runtime) -> Vec<(&'static str, StoreFactory)> {
     #[allow(unused_mut)]
     let mut out: Vec<(&'static str, StoreFactory)> = vec![(
         "memory",
@@ -92,6 +103,32 @@ fn stores() -> Vec<(&'static str, StoreFactory)> {
             ) as Arc<dyn VectorStore>
         }),
     ));
+    #[cfg(feature = "pgvector")]
+    match std::env::var("RAG_BENCH_PG_URL") {
+        Ok(url) => {
+            use rag::pgvector::{PgVectorConfig, PgVectorStore};
+            let cfg = PgVectorConfig::default()
+                .with_dimensions(384)
+                .with_table_prefix("bench_scifact");
+            let store: Arc<dyn VectorStore> = Arc::new(
+                _rt.block_on(PgVectorStore::connect(&url, cfg))
+                    .expect("pgvector"),
+            );
+            out.push(("pgvector", Box::new(move |_| store.clone())));
+        }
+        Err(_) => eprintln!("scifact bench: pgvector NOT RUN (set RAG_BENCH_PG_URL)"),
+    }
+    #[cfg(feature = "qdrant")]
+    match std::env::var("RAG_BENCH_QDRANT_URL") {
+        Ok(url) => {
+            use rag::qdrant::{QdrantConfig, QdrantStore};
+            let cfg = QdrantConfig::new(&url, 384).with_collection("bench_scifact");
+            let store: Arc<dyn VectorStore> =
+                Arc::new(_rt.block_on(QdrantStore::connect(cfg)).expect("qdrant"));
+            out.push(("qdrant", Box::new(move |_| store.clone())));
+        }
+        Err(_) => eprintln!("scifact bench: qdrant NOT RUN (set RAG_BENCH_QDRANT_URL)"),
+    }
     out
 }
 
@@ -113,10 +150,11 @@ fn bench_scifact(c: &mut Criterion) {
     let mut group = c.benchmark_group("scifact_ingest");
     group.sample_size(10);
     group.throughput(Throughput::Elements(docs.len() as u64));
-    for (name, make) in stores() {
-        group.bench_function(name, |b| {
+    let stores = stores(&rt);
+    for (name, make) in &stores {
+        group.bench_function(*name, |b| {
             b.iter_batched(
-                || pipeline(make(&rt)),
+                || pipeline(empty(make, &rt)),
                 |rag| {
                     let report = rt.block_on(rag.ingest_many(docs.clone()));
                     assert!(report.is_success(), "{:?}", report.failed.first());
@@ -130,8 +168,8 @@ fn bench_scifact(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("scifact_ask");
     let queries: Vec<String> = data.queries.iter().map(|q| q.text.clone()).collect();
-    for (name, make) in stores() {
-        let rag = pipeline(make(&rt));
+    for (name, make) in &stores {
+        let rag = pipeline(empty(make, &rt));
         let report = rt.block_on(rag.ingest_many(docs.clone()));
         assert!(report.is_success());
         for (label, mode) in [("dense", SearchMode::Dense), ("hybrid", SearchMode::Hybrid)] {

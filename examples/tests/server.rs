@@ -1273,9 +1273,10 @@ async fn a_slow_request_times_out_with_504() {
     assert!(t.elapsed() < Duration::from_secs(10));
 }
 
-/// The default configuration on the local models (all three `auto`): the
-/// server embeds with all-MiniLM-L6-v2, reranks with the cross-encoder and
-/// answers with SmolLM2. Under CI the models must be there
+/// The default configuration on the local models: the server embeds with
+/// bge-small-en-v1.5 (chunks of 512 tokens), does not rerank (the measured
+/// default) and answers with SmolLM2; with `reranker.kind = "local"` the
+/// cross-encoder reranks. Under CI the models must be there
 /// (`scripts/test` fetches them).
 #[tokio::test]
 async fn default_config_serves_the_local_models() {
@@ -1288,50 +1289,99 @@ async fn default_config_serves_the_local_models() {
         return;
     };
     assert!(
-        models.has_embedder() && models.has_reranker() && models.has_chat(),
+        models.has_bge_embedder() && models.has_reranker() && models.has_chat(),
         "an incomplete models directory: {}",
         models.dir().display()
     );
+    for reranker in ["none", "local"] {
+        let mut c = ServerConfig::default();
+        assert_eq!(c.reranker.kind, "none", "the default reranker");
+        c.store.kind = "memory".into();
+        c.reranker.kind = reranker.into();
+        let s = Server::start(c).await;
+
+        let listed: Value = s
+            .get("/v1/models", None)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(listed.to_string().contains("rag (local)"), "{listed}");
+        let ready: Value = s
+            .get("/ready", None)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(ready["status"], "ok", "{ready}");
+
+        let r = s.post("/v1/documents", None, &docs()).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        let a: Value = s
+            .post(
+                "/v1/ask",
+                None,
+                &json!({"question": "How often should API keys be rotated?", "max_tokens": 48}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        // A model wrote it, and retrieval (and the cross-encoder, when on)
+        // ranked the keys document first.
+        assert_eq!(a["extractive"], false, "{a}");
+        assert!(!a["text"].as_str().unwrap().trim().is_empty(), "{a}");
+        assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
+        let rerank_ms = a["timings"]["rerank_ms"].as_f64().unwrap_or(0.0);
+        if reranker == "local" {
+            assert!(rerank_ms > 0.0, "{a}");
+        } else {
+            assert!(rerank_ms == 0.0, "no reranker by default: {a}");
+        }
+    }
+}
+
+/// `embedder.kind` picks among the local embedders: `bge` and `minilm` name
+/// one, `local` and `auto` take the measured default, and a kind that names
+/// no local model loads none.
+#[test]
+fn embedder_kinds_select_the_local_model() {
+    use rag_server::state::{DEFAULT_LOCAL_EMBEDDER, LocalEmbedderModel, load_local};
+    let Ok(models) = rag::local::LocalModels::from_env() else {
+        assert!(
+            !rag::testkit::under_ci(),
+            "the local models are missing under CI (scripts/fetch-models)"
+        );
+        eprintln!("NOT RUN: embedder_kinds_select_the_local_model (run scripts/fetch-models)");
+        return;
+    };
+    assert!(models.has_embedder() && models.has_bge_embedder());
+    let id = |kind: &str| {
+        load_local(kind, "none", "none")
+            .unwrap()
+            .embedder
+            .map(|e| (e.model_id().to_owned(), e.dimensions()))
+    };
+    let bge = id("bge").expect("bge");
+    let minilm = id("minilm").expect("minilm");
+    assert_eq!(bge, ("bge-small-en-v1.5".to_owned(), 384));
+    assert_eq!(minilm, ("all-MiniLM-L6-v2".to_owned(), 384));
+    let default = match DEFAULT_LOCAL_EMBEDDER {
+        LocalEmbedderModel::Bge => bge,
+        LocalEmbedderModel::MiniLm => minilm,
+    };
+    assert_eq!(id("local").as_ref(), Some(&default));
+    assert_eq!(id("auto").as_ref(), Some(&default));
+    assert_eq!(id("hash"), None);
+    // An unknown kind is refused by the configuration before loading.
     let mut c = ServerConfig::default();
-    c.store.kind = "memory".into();
-    let s = Server::start(c).await;
-
-    let models: Value = s
-        .get("/v1/models", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(models.to_string().contains("rag (local)"), "{models}");
-    let ready: Value = s
-        .get("/ready", None)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(ready["status"], "ok", "{ready}");
-
-    let r = s.post("/v1/documents", None, &docs()).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::OK);
-    let a: Value = s
-        .post(
-            "/v1/ask",
-            None,
-            &json!({"question": "How often should API keys be rotated?", "max_tokens": 48}),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    // A model wrote it, and the cross-encoder ranked the keys document first.
-    assert_eq!(a["extractive"], false, "{a}");
-    assert!(!a["text"].as_str().unwrap().trim().is_empty(), "{a}");
-    assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
-    assert!(a["timings"]["rerank_ms"].as_f64().unwrap() > 0.0, "{a}");
+    c.embedder.kind = "e5".into();
+    let err = c.validate().unwrap_err();
+    assert!(err.contains("bge, minilm"), "{err}");
 }

@@ -329,7 +329,7 @@ pub struct EvalOptions {
     pub depth: usize,
     /// Dense, keyword or hybrid; hybrid.
     pub mode: SearchMode,
-    /// How hybrid lists are fused; the pipeline's default (RRF, k = 60).
+    /// How hybrid lists are fused; the pipeline's default ([`Fusion::default`]).
     pub fusion: Fusion,
     /// Candidates the pipeline's reranker (when it has one) reorders, from
     /// the top of the retrieved list: 20, what [`Ask`] reranks by default.

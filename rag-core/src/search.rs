@@ -42,8 +42,13 @@ pub enum Fusion {
 }
 
 impl Default for Fusion {
+    /// Weighted, dense 0.7: the best fusion measured on the SciFact train
+    /// split (README, "Retrieval quality"): nDCG@10 0.851 with
+    /// bge-small-en-v1.5, against 0.827 for RRF (k = 60) and 0.835 for
+    /// RRF (k = 10). RRF remains one setting away (`Fusion::Rrf { k: 60.0 }`)
+    /// and needs no score calibration between the two lists.
     fn default() -> Self {
-        Self::Rrf { k: 60.0 }
+        Self::Weighted { dense_weight: 0.7 }
     }
 }
 

@@ -85,7 +85,7 @@ pub struct Ask {
     pub top_k: usize,
     /// Dense, keyword or hybrid (both, fused); hybrid by default.
     pub mode: SearchMode,
-    /// How hybrid lists are fused; RRF with k = 60 by default.
+    /// How hybrid lists are fused; [`Fusion::default`]: weighted, dense 0.7.
     pub fusion: Fusion,
     /// Whether the pipeline's reranker (if any) is used; true.
     pub rerank: bool,
@@ -322,7 +322,7 @@ pub struct StageTimings {
     pub embed: Duration,
     /// Searching and fusing (besides embedding).
     pub retrieve: Duration,
-    /// Reranking.
+    /// Reranking; zero when no reranker ran.
     pub rerank: Duration,
     /// Packing the prompt.
     pub pack: Duration,
@@ -495,7 +495,12 @@ impl Inner {
         let t = Instant::now();
         let (candidates, reranked) = self.rerank(&query, retrieved.candidates, ask).await?;
         trace.reranked = reranked;
-        trace.timings.rerank = t.elapsed();
+        // Zero when no reranker ran (only a truncation).
+        trace.timings.rerank = if reranked {
+            t.elapsed()
+        } else {
+            Duration::ZERO
+        };
 
         let t = Instant::now();
         let (template, template_tokens) = match &ask.prompt {

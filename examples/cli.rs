@@ -308,7 +308,14 @@ fn describe(
 
 async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let data = BeirDataset::load(&a.dataset, &a.split)?;
-    let (emb, rr) = (a.embedder.clone(), a.reranker.clone());
+    // With --rerank-max-tokens the cross-encoder is loaded below, once, with
+    // that pair length.
+    let rr = if a.rerank_max_tokens.is_some() {
+        "none".to_owned()
+    } else {
+        a.reranker.clone()
+    };
+    let emb = a.embedder.clone();
     let LocalLoaded {
         embedder: local_embedder,
         chunker: local_chunker,
@@ -331,8 +338,8 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
         let config = LanceConfig::new(dir.to_string_lossy(), embedder.dimensions());
         builder = builder.store(LanceVectorStore::open(config).await?);
     }
-    let local_reranker = match (local_reranker, a.rerank_max_tokens) {
-        (Some(_), Some(n)) => Some(
+    let local_reranker = match a.rerank_max_tokens {
+        Some(n) if a.reranker != "none" => Some(
             tokio::task::spawn_blocking(move || {
                 let models = rag::local::LocalModels::from_env()?;
                 rag::local::CrossEncoderReranker::load(
@@ -341,7 +348,7 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
             })
             .await??,
         ),
-        (r, _) => r,
+        _ => local_reranker,
     };
     if let Some(r) = local_reranker {
         let r: Arc<dyn Reranker> = Arc::new(r);

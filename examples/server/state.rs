@@ -217,20 +217,16 @@ pub fn load_local_models(config: &ServerConfig) -> Result<LocalLoaded, String> {
 /// [`load_local_models`] for the three kinds (`local`, `auto` or anything
 /// else for "not local") of the embedder, the reranker and the LLM.
 pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoaded, String> {
+    // Kinds that require a local model; `auto` takes one when it is there.
+    let required = |k: &str| matches!(k, "local" | "bge" | "minilm");
     let kinds = [("embedder", embedder), ("reranker", reranker), ("llm", llm)];
-    if kinds
-        .iter()
-        .all(|(_, k)| !matches!(*k, "local" | "auto" | "bge" | "minilm"))
-    {
+    if kinds.iter().all(|(_, k)| !required(k) && *k != "auto") {
         return Ok(LocalLoaded::default());
     }
     let models = match LocalModels::from_env() {
         Ok(m) => m,
         Err(e) => {
-            if let Some((what, _)) = kinds
-                .iter()
-                .find(|(_, k)| matches!(*k, "local" | "bge" | "minilm"))
-            {
+            if let Some((what, _)) = kinds.iter().find(|(_, k)| required(k)) {
                 return Err(format!("{what} (local): {e}"));
             }
             tracing::warn!(
@@ -241,16 +237,19 @@ pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoad
             return Ok(LocalLoaded::default());
         }
     };
+    let missing = |what: &str| {
+        tracing::warn!(
+            models_dir = %models.dir().display(),
+            "no local {what} model in the models directory: leaving it out \
+             (run scripts/fetch-models)"
+        );
+    };
     let wanted = |kind: &str, what: &str, present: bool| -> bool {
         match kind {
             "local" => true,
             "auto" if present => true,
             "auto" => {
-                tracing::warn!(
-                    models_dir = %models.dir().display(),
-                    "no local {what} model in the models directory: leaving it out \
-                     (run scripts/fetch-models)"
-                );
+                missing(what);
                 false
             }
             _ => false,
@@ -267,7 +266,7 @@ pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoad
             .into_iter()
             .find(|m| m.present(&models))
             .or_else(|| {
-                wanted("auto", "embedding", false);
+                missing("embedding");
                 None
             }),
         _ => None,

@@ -81,6 +81,14 @@ fn bench(c: &mut Criterion) {
     g.bench_function("rag_text_chunker", |b| {
         b.iter(|| ours.chunk(&small_doc).expect("chunks").len())
     });
+    // The floor: tokenizing the input once, with tiktoken-rs and with our
+    // counter (which the chunker uses).
+    g.bench_function("tiktoken_encode_once", |b| {
+        b.iter(|| bpe.encode_ordinary(small).len())
+    });
+    g.bench_function("rag_count_once", |b| {
+        b.iter(|| TokenEncoding::Cl100k.count(small))
+    });
     g.finish();
 }
 

@@ -1,5 +1,9 @@
 //! Embedders that need no model.
 
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::rc::Rc;
+
 use async_trait::async_trait;
 
 use crate::error::{Error, Result};
@@ -37,18 +41,31 @@ impl HashEmbedder {
     /// Embeds one text synchronously.
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.dimensions];
-        let terms = self.analyzer.terms(text);
-        let mut counts: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+        let mut terms: Vec<Rc<str>> = Vec::new();
+        self.analyzer
+            .for_each_shared_term(text, |t| terms.push(Rc::clone(t)));
+        // The keys are already hashes: no need to hash them again.
+        let mut counts: HashMap<u64, f32, BuildHasherDefault<Prehashed>> =
+            HashMap::with_capacity_and_hasher(terms.len() * 8, BuildHasherDefault::default());
         let mut add = |h: u64, w: f32| *counts.entry(h).or_default() += w;
+        let mut wrapped = String::new();
+        let mut cuts: Vec<usize> = Vec::new();
         for (i, t) in terms.iter().enumerate() {
             add(fnv1a(&[b"u", t.as_bytes()]), 1.0);
             if let Some(next) = terms.get(i + 1) {
                 add(fnv1a(&[b"b", t.as_bytes(), b" ", next.as_bytes()]), 0.5);
             }
-            let chars: Vec<char> = format!("<{t}>").chars().collect();
-            for w in chars.windows(3) {
-                let s: String = w.iter().collect();
-                add(fnv1a(&[b"c", s.as_bytes()]), 0.25);
+            // Character trigrams of `<term>`: byte slices between every
+            // third character boundary, hashed in place.
+            wrapped.clear();
+            wrapped.push('<');
+            wrapped.push_str(t);
+            wrapped.push('>');
+            cuts.clear();
+            cuts.extend(wrapped.char_indices().map(|(at, _)| at));
+            cuts.push(wrapped.len());
+            for w in cuts.windows(4) {
+                add(fnv1a(&[b"c", &wrapped.as_bytes()[w[0]..w[3]]]), 0.25);
             }
         }
         if terms.is_empty() {
@@ -93,6 +110,25 @@ impl Default for HashEmbedder {
     }
 }
 
+/// A hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in.
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 fn fnv1a(parts: &[&[u8]]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for p in parts {
@@ -122,7 +158,15 @@ impl Embedder for HashEmbedder {
         if let Some(i) = texts.iter().position(|t| t.trim().is_empty()) {
             return Err(Error::invalid_input(format!("text at index {i} is empty")));
         }
-        Ok(texts.iter().map(|t| self.embed_one(t)).collect())
+        let bytes: usize = texts.iter().map(String::len).sum();
+        if bytes < crate::cpu::OFFLOAD_BYTES {
+            return Ok(texts.iter().map(|t| self.embed_one(t)).collect());
+        }
+        // A large batch is hashed on the blocking pool, so that concurrent
+        // batches use several cores.
+        let this = self.clone();
+        let texts = texts.to_vec();
+        Ok(crate::cpu::run(move || texts.iter().map(|t| this.embed_one(t)).collect()).await)
     }
 
     async fn embed_query(&self, query: &str) -> Result<Vec<f32>> {

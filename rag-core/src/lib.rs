@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod chunking;
+mod cpu;
 pub mod embed;
 mod error;
 pub mod eval;

@@ -1,7 +1,9 @@
 //! Text analysis for keyword search: the tokenizer that BM25 here and sparse
 //! vectors in adapters share, so that every backend tokenizes alike.
 
+use std::cell::RefCell;
 use std::collections::HashSet;
+use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use rust_stemmers::{Algorithm, Stemmer};
@@ -123,28 +125,82 @@ impl Analyzer {
 
     /// Calls `f` with each term of `text`, in order, with repeats.
     pub fn for_each_term(&self, text: &str, mut f: impl FnMut(&str)) {
-        let stops = stop_words();
-        let mut lower = String::new();
-        for word in text.unicode_words() {
-            let w: &str = if self.config.lowercase {
-                lower.clear();
-                lower.extend(word.chars().flat_map(char::to_lowercase));
-                &lower
-            } else {
-                word
-            };
-            if self.config.stop_words && stops.contains(w) {
-                continue;
-            }
-            if w.len() > self.config.max_term_bytes {
-                continue;
-            }
-            match &self.stemmer {
-                Some(s) => f(&s.stem(w)),
-                None => f(w),
-            }
-        }
+        self.for_each_shared_term(text, |t| f(t));
     }
+
+    /// As [`for_each_term`](Self::for_each_term), each term shared: a
+    /// word's analysis (lowercase, stop word, length, stem) is cached per
+    /// thread and configuration, so a repeated word costs one lookup.
+    pub(crate) fn for_each_shared_term(&self, text: &str, mut f: impl FnMut(&Rc<str>)) {
+        TERMS.with(|cell| {
+            let slot = {
+                let mut caches = cell.borrow_mut();
+                match caches.iter().position(|(c, _)| *c == self.config) {
+                    Some(i) => i,
+                    None => {
+                        caches.push((self.config.clone(), foldhash::HashMap::default()));
+                        caches.len() - 1
+                    }
+                }
+            };
+            let mut lower = String::new();
+            for word in text.unicode_words() {
+                // `f` runs with the cache released: it may analyze text.
+                let hit = cell.borrow()[slot].1.get(word).cloned();
+                let term = match hit {
+                    Some(term) => term,
+                    None => {
+                        let term = self.analyze_word(word, &mut lower);
+                        let mut caches = cell.borrow_mut();
+                        let map = &mut caches[slot].1;
+                        if map.len() >= TERM_CACHE_LIMIT {
+                            map.clear();
+                        }
+                        map.insert(word.into(), term.clone());
+                        term
+                    }
+                };
+                if let Some(t) = &term {
+                    f(t);
+                }
+            }
+        });
+    }
+
+    /// One word's term, or `None` when it is dropped.
+    fn analyze_word(&self, word: &str, lower: &mut String) -> Option<Rc<str>> {
+        let w: &str = if self.config.lowercase {
+            lower.clear();
+            lower.extend(word.chars().flat_map(char::to_lowercase));
+            lower
+        } else {
+            word
+        };
+        if self.config.stop_words && stop_words().contains(w) {
+            return None;
+        }
+        if w.len() > self.config.max_term_bytes {
+            return None;
+        }
+        Some(match &self.stemmer {
+            Some(s) => s.stem(w).into(),
+            None => w.into(),
+        })
+    }
+}
+
+/// Distinct words whose terms are kept per thread and configuration before
+/// the cache starts over (a few MiB at most).
+const TERM_CACHE_LIMIT: usize = 1 << 16;
+
+/// Word → term (`None`: dropped), per analyzer configuration.
+type TermCache = foldhash::HashMap<Box<str>, Option<Rc<str>>>;
+
+thread_local! {
+    /// Analysis (Unicode lowercasing, Snowball) is most of the cost of
+    /// indexing a chunk, and prose repeats its words: a corpus has a few
+    /// tens of thousands of distinct ones. Usually one configuration.
+    static TERMS: RefCell<Vec<(AnalyzerConfig, TermCache)>> = const { RefCell::new(Vec::new()) };
 }
 
 #[cfg(test)]

@@ -7,9 +7,6 @@
 
 use std::fmt;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 use text_splitter::{Characters, ChunkConfig, ChunkSizer, MarkdownSplitter, TextSplitter};
 use tiktoken_rs::CoreBPE;
@@ -17,6 +14,9 @@ use tiktoken_rs::CoreBPE;
 use crate::error::{Error, Result};
 use crate::traits::Chunker;
 use crate::types::{Chunk, ChunkIdDeriver, Document};
+
+mod tokens;
+use tokens::{Counter, SpanCounter};
 
 /// A tiktoken encoding.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,9 +38,12 @@ impl TokenEncoding {
         }
     }
 
-    /// Tokens in `text` (no special tokens).
+    /// Tokens in `text` (no special tokens): the length of
+    /// `self.bpe().encode_ordinary(text)`, computed several times faster
+    /// (tiktoken's pieces found with a DFA-based regex, each distinct piece
+    /// encoded once per thread).
     pub fn count(self, text: &str) -> usize {
-        self.bpe().encode_ordinary(text).len()
+        Counter::new(self).count(text)
     }
 }
 
@@ -84,36 +87,16 @@ impl ChunkSize {
     }
 }
 
-/// A token sizer that remembers every span it measured, so the count of
-/// each final chunk (which the splitter has already measured while choosing
-/// it) is read back instead of tokenizing the chunk again.
-struct MemoSizer {
-    bpe: &'static CoreBPE,
-    memo: RefCell<HashMap<(usize, usize), usize>>,
+/// A token sizer for one document: it tokenizes the document once, and
+/// then counts any span the splitter asks about from running totals
+/// (see [`tokens`]), exactly as tiktoken would count the span alone.
+struct DocSizer<'t> {
+    spans: SpanCounter<'t>,
 }
 
-impl MemoSizer {
-    fn new(encoding: TokenEncoding) -> Self {
-        Self {
-            bpe: encoding.bpe(),
-            memo: RefCell::new(HashMap::new()),
-        }
-    }
-
-    fn count(&self, span: &str) -> usize {
-        let key = (span.as_ptr() as usize, span.len());
-        if let Some(n) = self.memo.borrow().get(&key) {
-            return *n;
-        }
-        let n = self.bpe.encode_ordinary(span).len();
-        self.memo.borrow_mut().insert(key, n);
-        n
-    }
-}
-
-impl ChunkSizer for MemoSizer {
+impl ChunkSizer for DocSizer<'_> {
     fn size(&self, chunk: &str) -> usize {
-        self.count(chunk)
+        self.spans.count(chunk)
     }
 }
 
@@ -121,7 +104,7 @@ struct Splitter {
     markdown: bool,
     size: ChunkSize,
     /// Character-sized splitters are built once; token-sized ones are built
-    /// per call around a fresh [`MemoSizer`].
+    /// per call around the document's [`DocSizer`].
     text: Option<TextSplitter<Characters>>,
     md: Option<MarkdownSplitter<Characters>>,
 }
@@ -163,9 +146,9 @@ impl Splitter {
         })
     }
 
-    fn spans<'t>(&self, text: &'t str) -> (Vec<(usize, &'t str)>, Option<MemoSizer>) {
+    fn spans<'t>(&self, text: &'t str) -> (Vec<(usize, &'t str)>, Option<DocSizer<'t>>) {
         // Splitters are cheap to build (they hold only the configuration),
-        // so one is built per call around a fresh memo.
+        // so one is built per call around the document's sizer.
         match self.size {
             ChunkSize::Characters { .. } => {
                 let spans = match (&self.text, &self.md) {
@@ -180,7 +163,9 @@ impl Splitter {
                 max,
                 overlap,
             } => {
-                let sizer = MemoSizer::new(encoding);
+                let sizer = DocSizer {
+                    spans: SpanCounter::new(encoding, text),
+                };
                 let spans = {
                     let cfg = ChunkConfig::new(max)
                         .with_overlap(overlap)
@@ -220,7 +205,7 @@ impl Splitter {
                     position,
                     token_count: sizer
                         .as_ref()
-                        .map(|z| u32::try_from(z.count(s)).unwrap_or(u32::MAX)),
+                        .map(|z| u32::try_from(z.spans.count(s)).unwrap_or(u32::MAX)),
                     metadata: metadata.clone(),
                     document_hash: hash.to_owned(),
                 }
@@ -369,6 +354,59 @@ mod tests {
         }
         for c in TextChunker::by_chars(80, 10).unwrap().chunk(&doc).unwrap() {
             assert!(c.text.chars().count() <= 80);
+        }
+    }
+
+    /// The fast sizer changes nothing: the same chunks as text-splitter
+    /// sized by tiktoken itself.
+    #[test]
+    fn token_chunks_equal_text_splitter_with_tiktoken() {
+        let text = [
+            "Alpha beta gamma. Delta épsilon ζeta, 12345 and 3.14159!\n\n",
+            "It's we'll THEY'RE don't. 東京は大きい。 Ünïcödé straße — «quotes».\n",
+            "   indented line\twith\ttabs\n\n\n  \n",
+            "# Heading\n\nA paragraph with `code` and [a link](https://example.com/a?b=c).\n",
+        ]
+        .concat()
+        .repeat(30);
+        for (enc, max, overlap) in [
+            (TokenEncoding::Cl100k, 20, 4),
+            (TokenEncoding::Cl100k, 64, 0),
+            (TokenEncoding::O200k, 33, 8),
+        ] {
+            let cfg = || {
+                ChunkConfig::new(max)
+                    .with_overlap(overlap)
+                    .unwrap()
+                    .with_sizer(enc.bpe())
+                    .with_trim(true)
+            };
+            let doc = Document::new("x.txt", text.clone());
+            let ours: Vec<(usize, String)> = TextChunker::by_tokens(enc, max, overlap)
+                .unwrap()
+                .chunk(&doc)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.byte_range.start, c.text))
+                .collect();
+            let theirs: Vec<(usize, String)> = TextSplitter::new(cfg())
+                .chunk_indices(&text)
+                .map(|(i, s)| (i, s.to_owned()))
+                .collect();
+            assert_eq!(ours, theirs, "{enc:?} {max}/{overlap}");
+            let doc = Document::new("x.md", text.clone());
+            let ours: Vec<(usize, String)> = MarkdownChunker::by_tokens(enc, max, overlap)
+                .unwrap()
+                .chunk(&doc)
+                .unwrap()
+                .into_iter()
+                .map(|c| (c.byte_range.start, c.text))
+                .collect();
+            let theirs: Vec<(usize, String)> = MarkdownSplitter::new(cfg())
+                .chunk_indices(&text)
+                .map(|(i, s)| (i, s.to_owned()))
+                .collect();
+            assert_eq!(ours, theirs, "markdown {enc:?} {max}/{overlap}");
         }
     }
 

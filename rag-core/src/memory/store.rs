@@ -118,8 +118,8 @@ pub(super) struct NsState {
     vectors: Vec<f32>,
     free: Vec<u32>,
     docs: BTreeMap<DocumentId, DocEntry>,
-    by_chunk: HashMap<ChunkId, u32>,
-    dictionary: HashMap<String, u32>,
+    by_chunk: foldhash::HashMap<ChunkId, u32>,
+    dictionary: foldhash::HashMap<String, u32>,
     postings: Vec<Vec<(u32, u32)>>,
     total_len: u64,
     live: usize,
@@ -352,21 +352,8 @@ impl MemoryVectorStore {
         v
     }
 
-    pub(super) fn prepare(&self, chunk: Chunk, mut vector: Vec<f32>) -> Prepared {
-        if self.config.distance == Distance::Cosine {
-            normalize(&mut vector);
-        }
-        let mut counts: HashMap<String, u32> = HashMap::new();
-        self.analyzer.for_each_term(&chunk.text, |t| {
-            *counts.entry(t.to_owned()).or_default() += 1
-        });
-        let mut terms: Vec<(String, u32)> = counts.into_iter().collect();
-        terms.sort();
-        Prepared {
-            chunk,
-            vector,
-            terms,
-        }
+    pub(super) fn prepare(&self, chunk: Chunk, vector: Vec<f32>) -> Prepared {
+        prepare(&self.analyzer, self.config.distance, chunk, vector)
     }
 
     /// Inserts prepared rows into a namespace (used by `load`).
@@ -445,7 +432,7 @@ impl MemoryVectorStore {
         let n = st.live as f32;
         let avg = (st.total_len as f32 / n).max(1.0);
         let Bm25Params { k1, b } = self.config.bm25;
-        let mut acc: HashMap<u32, f32> = HashMap::new();
+        let mut acc: foldhash::HashMap<u32, f32> = Default::default();
         for tid in query_terms {
             let list = &st.postings[tid as usize];
             if list.is_empty() {
@@ -463,6 +450,32 @@ impl MemoryVectorStore {
             }
         }
         top_k(acc.into_iter().filter(|(row, _)| keep(*row)), k)
+    }
+}
+
+/// Normalises a chunk's vector (cosine) and counts its terms.
+fn prepare(
+    analyzer: &Analyzer,
+    distance: Distance,
+    chunk: Chunk,
+    mut vector: Vec<f32>,
+) -> Prepared {
+    if distance == Distance::Cosine {
+        normalize(&mut vector);
+    }
+    let mut counts: foldhash::HashMap<std::rc::Rc<str>, u32> = Default::default();
+    analyzer.for_each_shared_term(&chunk.text, |t| {
+        *counts.entry(std::rc::Rc::clone(t)).or_default() += 1
+    });
+    let mut terms: Vec<(String, u32)> = counts
+        .into_iter()
+        .map(|(t, n)| (String::from(&*t), n))
+        .collect();
+    terms.sort();
+    Prepared {
+        chunk,
+        vector,
+        terms,
     }
 }
 
@@ -503,10 +516,25 @@ impl VectorStore for MemoryVectorStore {
         }
         let docs: HashSet<DocumentId> =
             chunks.iter().map(|c| c.chunk.document_id.clone()).collect();
-        let prepared: Vec<Prepared> = chunks
-            .into_iter()
-            .map(|c| self.prepare(c.chunk, c.vector))
-            .collect();
+        let bytes: usize = chunks.iter().map(|c| c.chunk.text.len()).sum();
+        let prepared: Vec<Prepared> = if bytes < crate::cpu::OFFLOAD_BYTES {
+            chunks
+                .into_iter()
+                .map(|c| prepare(&self.analyzer, self.config.distance, c.chunk, c.vector))
+                .collect()
+        } else {
+            // Analysis (segmenting, stemming) of a large upsert runs on the
+            // blocking pool, so that concurrent upserts use several cores.
+            let analyzer = self.analyzer.clone();
+            let distance = self.config.distance;
+            crate::cpu::run(move || {
+                chunks
+                    .into_iter()
+                    .map(|c| prepare(&analyzer, distance, c.chunk, c.vector))
+                    .collect()
+            })
+            .await
+        };
 
         let state = self.ns_or_create(ns);
         let mut st = state.write();

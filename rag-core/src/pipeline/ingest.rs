@@ -315,7 +315,38 @@ impl Rag {
     }
 }
 
+/// A document to chunk (with whether it was stored before), and its chunks.
+type Chunked = ((Document, bool), Result<Vec<Chunk>>);
+
 impl Inner {
+    /// Chunks documents in order: inline when they are small, else in
+    /// about equal parts, one per core, on the blocking pool.
+    async fn chunk_all(&self, docs: Vec<(Document, bool)>) -> Vec<Chunked> {
+        let bytes: usize = docs.iter().map(|(d, _)| d.text().len()).sum();
+        let parts = crate::cpu::parallelism().min(bytes / crate::cpu::OFFLOAD_BYTES);
+        let chunk = |chunker: &dyn crate::Chunker, docs: Vec<(Document, bool)>| {
+            docs.into_iter()
+                .map(|d| {
+                    let chunks = chunker.chunk(&d.0);
+                    (d, chunks)
+                })
+                .collect::<Vec<Chunked>>()
+        };
+        if parts < 2 {
+            return chunk(self.chunker.as_ref(), docs);
+        }
+        let groups = crate::cpu::split_by_weight(docs, parts, |(d, _)| d.text().len());
+        let runs = groups.into_iter().map(|group| {
+            let chunker = Arc::clone(&self.chunker);
+            crate::cpu::run(move || chunk(chunker.as_ref(), group))
+        });
+        futures::future::join_all(runs)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     async fn ingest_round(&self, ns: &Namespace, docs: Vec<Document>, tally: &mut Tally<'_>) {
         // 1. Validate.
         let mut valid = Vec::with_capacity(docs.len());
@@ -341,15 +372,21 @@ impl Inner {
             }
         };
 
-        // 3. Chunk the changed ones.
-        let mut work: Vec<Work> = Vec::new();
+        // 3. Chunk the changed ones, spread over the cores when there is
+        //    enough text (chunking is CPU-bound: tokenizing, segmenting).
+        let mut changed: Vec<(Document, bool)> = Vec::new();
         for doc in valid {
             let old = stored.get(doc.id());
             if old.is_some_and(|h| *h == doc.content_hash()) {
                 tally.record(&doc, IngestOutcome::Unchanged, None);
                 continue;
             }
-            match self.chunker.chunk(&doc) {
+            let existed = old.is_some();
+            changed.push((doc, existed));
+        }
+        let mut work: Vec<Work> = Vec::new();
+        for ((doc, existed), chunked) in self.chunk_all(changed).await {
+            match chunked {
                 Ok(chunks) if chunks.is_empty() => tally.record(
                     &doc,
                     IngestOutcome::Failed,
@@ -359,7 +396,7 @@ impl Inner {
                     ))),
                 ),
                 Ok(chunks) => work.push(Work {
-                    existed: old.is_some(),
+                    existed,
                     vectors: vec![None; chunks.len()],
                     chunks,
                     doc,

@@ -16,7 +16,8 @@
 //! (it is evaluation data, not part of the product); without it the bench
 //! says so and measures nothing. Groups: `scifact_ingest` (elements =
 //! documents, so criterion prints documents/s) and `scifact_ask` (one
-//! question per iteration, cycling through the test queries).
+//! question per iteration, cycling through the test queries), and
+//! `scifact_stages`: chunking, hashing and storing alone, on one thread.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -164,6 +165,63 @@ fn bench_scifact(c: &mut Criterion) {
             );
         });
     }
+    group.finish();
+
+    // Where ingestion's time goes: each stage alone, on one thread, over the
+    // whole corpus (elements = documents).
+    let mut group = c.benchmark_group("scifact_stages");
+    group.sample_size(10);
+    group.throughput(Throughput::Elements(docs.len() as u64));
+    let chunker = chunker();
+    group.bench_function("chunk", |b| {
+        b.iter(|| {
+            docs.iter()
+                .map(|d| chunker.chunk(d).expect("chunks").len())
+                .sum::<usize>()
+        })
+    });
+    let chunks: Vec<rag::Chunk> = docs
+        .iter()
+        .flat_map(|d| chunker.chunk(d).expect("chunks"))
+        .collect();
+    let embedder = HashEmbedder::new(384);
+    group.bench_function("embed_hash", |b| {
+        b.iter(|| {
+            chunks
+                .iter()
+                .map(|c| embedder.embed_one(&c.text).len())
+                .sum::<usize>()
+        })
+    });
+    let embedded: Vec<rag::EmbeddedChunk> = chunks
+        .iter()
+        .map(|c| rag::EmbeddedChunk {
+            vector: embedder.embed_one(&c.text),
+            chunk: c.clone(),
+        })
+        .collect();
+    group.bench_function("store_memory", |b| {
+        b.iter_batched(
+            || (MemoryVectorStore::default(), embedded.clone()),
+            |(store, rows)| {
+                // Per document, as ingestion upserts.
+                let ns = rag::Namespace::default();
+                rt.block_on(async {
+                    let mut rows = rows.into_iter().peekable();
+                    while let Some(first) = rows.next() {
+                        let doc = first.chunk.document_id.clone();
+                        let mut batch = vec![first];
+                        while let Some(next) = rows.next_if(|r| r.chunk.document_id == doc) {
+                            batch.push(next);
+                        }
+                        store.upsert(&ns, batch).await.expect("upsert");
+                    }
+                });
+                store
+            },
+            criterion::BatchSize::PerIteration,
+        );
+    });
     group.finish();
 
     let mut group = c.benchmark_group("scifact_ask");

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::rc::Rc;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
@@ -41,9 +41,9 @@ impl HashEmbedder {
     /// Embeds one text synchronously.
     pub fn embed_one(&self, text: &str) -> Vec<f32> {
         let mut v = vec![0f32; self.dimensions];
-        let mut terms: Vec<Rc<str>> = Vec::new();
+        let mut terms: Vec<Arc<str>> = Vec::new();
         self.analyzer
-            .for_each_shared_term(text, |t| terms.push(Rc::clone(t)));
+            .for_each_shared_term(text, |t| terms.push(Arc::clone(t)));
         // The keys are already hashes: no need to hash them again.
         let mut counts: HashMap<u64, f32, BuildHasherDefault<Prehashed>> =
             HashMap::with_capacity_and_hasher(terms.len() * 8, BuildHasherDefault::default());
@@ -88,7 +88,7 @@ impl HashEmbedder {
         for (h, tf) in counts {
             let bucket = (h % self.dimensions as u64) as usize;
             let sign = if (h >> 63) & 1 == 1 { -1.0 } else { 1.0 };
-            v[bucket] += sign * (1.0 + tf.ln_1p());
+            v[bucket] += sign * (1.0 + ln_1p(tf));
         }
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         if norm > 0.0 {
@@ -107,6 +107,21 @@ impl Default for HashEmbedder {
     /// 384 dimensions, the size of common small sentence models.
     fn default() -> Self {
         Self::new(384)
+    }
+}
+
+/// `tf.ln_1p()`, read from a table for the common frequencies (weights are
+/// quarters, and most features occur a few times): the same values, without
+/// a libm call per feature.
+fn ln_1p(tf: f32) -> f32 {
+    const QUARTERS: usize = 64;
+    static TABLE: std::sync::LazyLock<[f32; QUARTERS]> =
+        std::sync::LazyLock::new(|| std::array::from_fn(|k| (k as f32 / 4.0).ln_1p()));
+    let k = tf * 4.0;
+    if k >= 0.0 && k < QUARTERS as f32 && k.fract() == 0.0 {
+        TABLE[k as usize]
+    } else {
+        tf.ln_1p()
     }
 }
 
@@ -180,6 +195,17 @@ impl Embedder for HashEmbedder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ln_1p_table_equals_libm() {
+        for k in 0..200 {
+            let tf = k as f32 * 0.25;
+            assert_eq!(ln_1p(tf).to_bits(), tf.ln_1p().to_bits(), "{tf}");
+        }
+        for tf in [0.1f32, 3.3, 1e6] {
+            assert_eq!(ln_1p(tf), tf.ln_1p());
+        }
+    }
 
     fn cos(a: &[f32], b: &[f32]) -> f32 {
         a.iter().zip(b).map(|(x, y)| x * y).sum()

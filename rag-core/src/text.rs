@@ -3,7 +3,6 @@
 
 use std::cell::RefCell;
 use std::collections::HashSet;
-use std::rc::Rc;
 use std::sync::{Arc, OnceLock};
 
 use rust_stemmers::{Algorithm, Stemmer};
@@ -131,7 +130,7 @@ impl Analyzer {
     /// As [`for_each_term`](Self::for_each_term), each term shared: a
     /// word's analysis (lowercase, stop word, length, stem) is cached per
     /// thread and configuration, so a repeated word costs one lookup.
-    pub(crate) fn for_each_shared_term(&self, text: &str, mut f: impl FnMut(&Rc<str>)) {
+    pub(crate) fn for_each_shared_term(&self, text: &str, mut f: impl FnMut(&Arc<str>)) {
         TERMS.with(|cell| {
             let slot = {
                 let mut caches = cell.borrow_mut();
@@ -168,7 +167,7 @@ impl Analyzer {
     }
 
     /// One word's term, or `None` when it is dropped.
-    fn analyze_word(&self, word: &str, lower: &mut String) -> Option<Rc<str>> {
+    fn analyze_word(&self, word: &str, lower: &mut String) -> Option<Arc<str>> {
         let w: &str = if self.config.lowercase {
             lower.clear();
             lower.extend(word.chars().flat_map(char::to_lowercase));
@@ -194,7 +193,7 @@ impl Analyzer {
 const TERM_CACHE_LIMIT: usize = 1 << 16;
 
 /// Word → term (`None`: dropped), per analyzer configuration.
-type TermCache = foldhash::HashMap<Box<str>, Option<Rc<str>>>;
+type TermCache = foldhash::HashMap<Box<str>, Option<Arc<str>>>;
 
 thread_local! {
     /// Analysis (Unicode lowercasing, Snowball) is most of the cost of

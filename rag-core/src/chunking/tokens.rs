@@ -24,7 +24,6 @@
 //! check it on random spans of mixed text.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex_automata::meta::Regex;
@@ -102,7 +101,7 @@ static O200K_PRE: LazyLock<Pretokenizer> = LazyLock::new(|| Pretokenizer::new(O2
 const PIECE_CACHE_LIMIT: usize = 1 << 16;
 
 thread_local! {
-    static PIECES: RefCell<[HashMap<Box<str>, u32>; 2]> = RefCell::new([HashMap::new(), HashMap::new()]);
+    static PIECES: RefCell<[foldhash::HashMap<Box<str>, u32>; 2]> = RefCell::new(Default::default());
 }
 
 /// Tokens and pieces of one encoding.

@@ -119,7 +119,7 @@ pub(super) struct NsState {
     free: Vec<u32>,
     docs: BTreeMap<DocumentId, DocEntry>,
     by_chunk: foldhash::HashMap<ChunkId, u32>,
-    dictionary: foldhash::HashMap<String, u32>,
+    dictionary: foldhash::HashMap<Arc<str>, u32>,
     postings: Vec<Vec<(u32, u32)>>,
     total_len: u64,
     live: usize,
@@ -129,7 +129,7 @@ pub(super) struct NsState {
 pub(super) struct Prepared {
     pub(super) chunk: Chunk,
     pub(super) vector: Vec<f32>,
-    terms: Vec<(String, u32)>,
+    terms: Vec<(Arc<str>, u32)>,
 }
 
 impl NsState {
@@ -463,15 +463,13 @@ fn prepare(
     if distance == Distance::Cosine {
         normalize(&mut vector);
     }
-    let mut counts: foldhash::HashMap<std::rc::Rc<str>, u32> = Default::default();
+    let mut counts: foldhash::HashMap<Arc<str>, u32> = Default::default();
     analyzer.for_each_shared_term(&chunk.text, |t| {
-        *counts.entry(std::rc::Rc::clone(t)).or_default() += 1
+        *counts.entry(Arc::clone(t)).or_default() += 1
     });
-    let mut terms: Vec<(String, u32)> = counts
-        .into_iter()
-        .map(|(t, n)| (String::from(&*t), n))
-        .collect();
-    terms.sort();
+    // Terms are shared with the analyzer's cache (no copies); their order
+    // decides only the ids of new dictionary entries, which scores ignore.
+    let terms: Vec<(Arc<str>, u32)> = counts.into_iter().collect();
     Prepared {
         chunk,
         vector,

@@ -180,6 +180,30 @@ fn bench_scifact(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    // The same on every core (scoped threads, contiguous shares): how far
+    // the machine's cores scale this CPU-bound stage.
+    group.bench_function("chunk_all_cores", |b| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let share = docs.len().div_ceil(cores);
+        b.iter(|| {
+            std::thread::scope(|s| {
+                let runs: Vec<_> = docs
+                    .chunks(share)
+                    .map(|part| {
+                        let chunker = &chunker;
+                        s.spawn(move || {
+                            part.iter()
+                                .map(|d| chunker.chunk(d).expect("chunks").len())
+                                .sum::<usize>()
+                        })
+                    })
+                    .collect();
+                runs.into_iter()
+                    .map(|r| r.join().expect("chunking thread"))
+                    .sum::<usize>()
+            })
+        })
+    });
     let chunks: Vec<rag::Chunk> = docs
         .iter()
         .flat_map(|d| chunker.chunk(d).expect("chunks"))

@@ -10,19 +10,29 @@ pub(crate) const OFFLOAD_BYTES: usize = 32 * 1024;
 /// that it neither holds an async worker thread nor waits for one, and so
 /// that several such calls use several cores; without a runtime, inline.
 /// A panic in `f` resumes in the caller.
+///
+/// At most one call per core runs at a time (the others wait their turn):
+/// more would not finish sooner, and each new pool thread starts with cold
+/// per-thread caches (tokenizer pieces, analyzed words, regex scratch).
 pub(crate) async fn run<T, F>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
+    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
     match tokio::runtime::Handle::try_current() {
-        Ok(handle) => match handle.spawn_blocking(f).await {
-            Ok(v) => v,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Only a runtime shutting down cancels a blocking task, and then
-            // this future is not polled again.
-            Err(e) => panic!("blocking task cancelled: {e}"),
-        },
+        Ok(handle) => {
+            let turns = TURNS.get_or_init(|| tokio::sync::Semaphore::new(parallelism()));
+            // The semaphore is never closed.
+            let _turn = turns.acquire().await.ok();
+            match handle.spawn_blocking(f).await {
+                Ok(v) => v,
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                // Only a runtime shutting down cancels a blocking task, and then
+                // this future is not polled again.
+                Err(e) => panic!("blocking task cancelled: {e}"),
+            }
+        }
         Err(_) => f(),
     }
 }

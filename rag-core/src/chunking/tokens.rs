@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::sync::LazyLock;
 
-use regex_automata::meta::Regex;
+use regex_automata::meta::{Cache, Regex};
 use regex_automata::{Anchored, Input};
 
 use super::TokenEncoding;
@@ -75,9 +75,9 @@ impl Pretokenizer {
     }
 
     /// The end of the piece that starts at byte 0 of `text` (non-empty).
-    fn piece_end(&self, text: &str) -> usize {
+    fn piece_end(&self, cache: &mut Cache, text: &str) -> usize {
         let input = Input::new(text).anchored(Anchored::Yes);
-        match self.regex.find(input) {
+        match self.regex.search_with(cache, &input) {
             Some(m) => {
                 let mut end = m.end();
                 if self.lookahead[m.pattern().as_usize()] {
@@ -101,6 +101,10 @@ static O200K_PRE: LazyLock<Pretokenizer> = LazyLock::new(|| Pretokenizer::new(O2
 const PIECE_CACHE_LIMIT: usize = 1 << 16;
 
 thread_local! {
+    /// Each thread's search scratch for the two patterns. (The regex's own
+    /// pool serves threads other than the first through a mutex: chunking
+    /// on several threads would queue on it once per piece.)
+    static SCRATCH: RefCell<[Option<Cache>; 2]> = const { RefCell::new([None, None]) };
     static PIECES: RefCell<[foldhash::HashMap<Box<str>, u32>; 2]> = RefCell::new(Default::default());
 }
 
@@ -120,12 +124,30 @@ impl Counter {
         Self { encoding, pre }
     }
 
-    /// Tokens in one piece (byte-pair encoded once per thread).
-    fn piece(self, piece: &str) -> u32 {
-        let slot = match self.encoding {
+    fn slot(self) -> usize {
+        match self.encoding {
             TokenEncoding::Cl100k => 0,
             TokenEncoding::O200k => 1,
-        };
+        }
+    }
+
+    /// Runs `f` with this thread's search scratch for the encoding's pattern.
+    fn with_scratch<R>(self, f: impl FnOnce(&mut Cache) -> R) -> R {
+        SCRATCH.with(|cell| {
+            let mut caches = cell.borrow_mut();
+            let cache = caches[self.slot()].get_or_insert_with(|| self.pre.regex.create_cache());
+            f(cache)
+        })
+    }
+
+    /// The end of the piece starting at byte 0 of `text` (non-empty).
+    fn piece_end(self, text: &str) -> usize {
+        self.with_scratch(|cache| self.pre.piece_end(cache, text))
+    }
+
+    /// Tokens in one piece (byte-pair encoded once per thread).
+    fn piece(self, piece: &str) -> u32 {
+        let slot = self.slot();
         PIECES.with(|cache| {
             let mut cache = cache.borrow_mut();
             let map = &mut cache[slot];
@@ -144,9 +166,18 @@ impl Counter {
 
     /// Calls `f(start, end, tokens)` for each piece of `text`, in order.
     fn for_each_piece(self, text: &str, mut f: impl FnMut(usize, usize, u32)) {
+        // Pieces first (one scratch borrow), then their counts: `f` and
+        // the byte-pair encoder never run inside the scratch borrow.
+        let mut ends = Vec::with_capacity(text.len() / 4 + 1);
+        self.with_scratch(|cache| {
+            let mut at = 0;
+            while at < text.len() {
+                at += self.pre.piece_end(cache, &text[at..]);
+                ends.push(at);
+            }
+        });
         let mut at = 0;
-        while at < text.len() {
-            let end = at + self.pre.piece_end(&text[at..]);
+        for end in ends {
             f(at, end, self.piece(&text[at..end]));
             at = end;
         }
@@ -228,7 +259,7 @@ impl<'t> SpanCounter<'t> {
             if let Ok(i) = self.bounds.binary_search(&at) {
                 break i;
             }
-            let piece_end = at + self.counter.pre.piece_end(&self.text[at..end]);
+            let piece_end = at + self.counter.piece_end(&self.text[at..end]);
             n += self.counter.piece(&self.text[at..piece_end]) as usize;
             at = piece_end;
         };

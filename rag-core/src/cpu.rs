@@ -4,36 +4,28 @@ use std::sync::OnceLock;
 
 /// Inputs smaller than this many bytes are processed inline: handing them
 /// to another thread would cost more than it saves.
-pub(crate) const OFFLOAD_BYTES: usize = 32 * 1024;
+pub(crate) const OFFLOAD_BYTES: usize = 8 * 1024;
 
-/// Runs `f` on tokio's blocking pool when a tokio runtime is current, so
-/// that it neither holds an async worker thread nor waits for one, and so
-/// that several such calls use several cores; without a runtime, inline.
-/// A panic in `f` resumes in the caller.
-///
-/// At most one call per core runs at a time (the others wait their turn):
-/// more would not finish sooner, and each new pool thread starts with cold
-/// per-thread caches (tokenizer pieces, analyzed words, regex scratch).
+/// Runs `f` on rayon's pool (one thread per core) and waits for it without
+/// blocking: the async worker threads stay free, several such calls use
+/// several cores, and the pool's threads live on with their per-thread
+/// caches warm (tokenizer pieces, analyzed words, regex scratch). A panic in
+/// `f` resumes in the caller.
 pub(crate) async fn run<T, F>(f: F) -> T
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
-    static TURNS: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
-    match tokio::runtime::Handle::try_current() {
-        Ok(handle) => {
-            let turns = TURNS.get_or_init(|| tokio::sync::Semaphore::new(parallelism()));
-            // The semaphore is never closed.
-            let _turn = turns.acquire().await.ok();
-            match handle.spawn_blocking(f).await {
-                Ok(v) => v,
-                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-                // Only a runtime shutting down cancels a blocking task, and then
-                // this future is not polled again.
-                Err(e) => panic!("blocking task cancelled: {e}"),
-            }
-        }
-        Err(_) => f(),
+    let (tx, rx) = futures::channel::oneshot::channel();
+    rayon::spawn(move || {
+        // The receiver is gone only if the caller was dropped: nothing to do.
+        let _ = tx.send(std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)));
+    });
+    match rx.await {
+        Ok(Ok(v)) => v,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        // rayon runs every spawned job; a job that panicked sent its panic.
+        Err(_) => unreachable!("rayon dropped a job without running it"),
     }
 }
 
@@ -84,19 +76,13 @@ mod tests {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn runs_off_the_worker_and_inline_without_a_runtime() {
+    async fn runs_off_the_worker_and_passes_panics_on() {
         let worker = std::thread::current().id();
         let ran_on = run(move || std::thread::current().id()).await;
         assert_ne!(ran_on, worker);
-        let (outside, inline) = std::thread::spawn(|| {
-            let here = std::thread::current().id();
-            (
-                here,
-                futures::executor::block_on(run(|| std::thread::current().id())),
-            )
-        })
-        .join()
-        .unwrap();
-        assert_eq!(inline, outside);
+        // Without a runtime too.
+        assert_eq!(futures::executor::block_on(run(|| 6 * 7)), 42);
+        let panicked = tokio::spawn(run(|| -> u8 { panic!("boom") })).await;
+        assert!(panicked.unwrap_err().is_panic());
     }
 }

@@ -177,7 +177,7 @@ impl Embedder for HashEmbedder {
         if bytes < crate::cpu::OFFLOAD_BYTES {
             return Ok(texts.iter().map(|t| self.embed_one(t)).collect());
         }
-        // A large batch is hashed on the blocking pool, so that concurrent
+        // A large batch is hashed on rayon's pool (`crate::cpu`), so that concurrent
         // batches use several cores.
         let this = self.clone();
         let texts = texts.to_vec();

@@ -522,7 +522,7 @@ impl VectorStore for MemoryVectorStore {
                 .collect()
         } else {
             // Analysis (segmenting, stemming) of a large upsert runs on the
-            // blocking pool, so that concurrent upserts use several cores.
+            // rayon pool (`crate::cpu`), so that concurrent upserts use several cores.
             let analyzer = self.analyzer.clone();
             let distance = self.config.distance;
             crate::cpu::run(move || {

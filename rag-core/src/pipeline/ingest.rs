@@ -320,7 +320,7 @@ type Chunked = ((Document, bool), Result<Vec<Chunk>>);
 
 impl Inner {
     /// Chunks documents in order: inline when they are small, else in
-    /// about equal parts, one per core, on the blocking pool.
+    /// about equal parts, one per core, on rayon's pool (`crate::cpu`).
     async fn chunk_all(&self, docs: Vec<(Document, bool)>) -> Vec<Chunked> {
         let bytes: usize = docs.iter().map(|(d, _)| d.text().len()).sum();
         let parts = crate::cpu::parallelism().min(bytes / crate::cpu::OFFLOAD_BYTES);

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use parking_lot::Mutex;
 use proptest::prelude::*;
+use rag_core::Chunker as _;
 use rag_core::pipeline::{IngestOutcome, count_prompt_tokens};
 use rag_core::testkit::{ScriptedLlm, Step, fresh_namespace};
 use rag_core::{
@@ -776,5 +777,104 @@ proptest! {
             }
             Ok(())
         })?;
+    }
+}
+
+/// A chunker that fails one document and records the threads it ran on.
+#[derive(Debug)]
+struct RecordingChunker {
+    inner: TextChunker,
+    threads: Mutex<std::collections::HashSet<std::thread::ThreadId>>,
+}
+
+impl rag_core::Chunker for RecordingChunker {
+    fn chunk(&self, doc: &Document) -> Result<Vec<Chunk>> {
+        self.threads.lock().insert(std::thread::current().id());
+        if doc.id().as_str() == "doc-07.txt" {
+            return Err(Error::invalid_input(
+                "boom: this document cannot be chunked",
+            ));
+        }
+        self.inner.chunk(doc)
+    }
+}
+
+#[tokio::test]
+async fn large_rounds_are_chunked_off_the_task_and_keep_every_outcome() {
+    // 40 documents of ~2 KiB: a round large enough to be chunked on the
+    // CPU pool in parts (one per core).
+    let docs: Vec<Document> = (0..40)
+        .map(|i| {
+            let body = format!("Document {i} talks about marker{i}x and shared words. ").repeat(40);
+            Document::new(format!("doc-{i:02}.txt"), body)
+        })
+        .collect();
+    let store = Arc::new(MemoryVectorStore::default());
+    let chunker = Arc::new(RecordingChunker {
+        inner: small_chunker(),
+        threads: Mutex::new(Default::default()),
+    });
+    let rag = Rag::builder()
+        .store_arc(store.clone())
+        .llm(ScriptedLlm::new())
+        .embedder(HashEmbedder::new(128))
+        .chunker_arc(chunker.clone())
+        .build()
+        .unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let progress = seen.clone();
+    let report = rag
+        .ingest_stream(
+            futures::stream::iter(docs.clone()),
+            IngestOptions::default()
+                .with_total(docs.len())
+                .with_progress(move |p| progress.lock().push((p.processed, p.outcome.clone()))),
+        )
+        .await;
+
+    // Every document has its outcome: 39 added, the bad one failed alone.
+    assert_eq!(report.added.len(), 39);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].document_id.as_str(), "doc-07.txt");
+    assert!(report.failed[0].error.to_string().contains("boom"));
+    let seen = std::mem::take(&mut *seen.lock());
+    assert_eq!(seen.len(), 40);
+    assert!(seen.iter().enumerate().all(|(i, (n, _))| *n == i + 1));
+
+    // What is stored is what the chunker makes of each good document.
+    let ns = Namespace::default();
+    let expected: usize = docs
+        .iter()
+        .filter(|d| d.id().as_str() != "doc-07.txt")
+        .map(|d| small_chunker().chunk(d).unwrap().len())
+        .sum();
+    assert_eq!(report.chunks_written, expected);
+    assert_eq!(store.count(&ns).await.unwrap(), expected);
+    let hashes = store
+        .document_hashes(
+            &ns,
+            &[
+                DocumentId::new("doc-07.txt").unwrap(),
+                DocumentId::new("doc-31.txt").unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        hashes.len(),
+        1,
+        "only the good document is stored: {hashes:?}"
+    );
+    let answer = rag
+        .ask(Ask::new("marker31x").mode(SearchMode::Keyword).top_k(1))
+        .await
+        .unwrap();
+    assert_eq!(answer.sources[0].document_id.as_str(), "doc-31.txt");
+
+    // With more than one core, chunking ran off this test's thread.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores > 1 {
+        let test_thread = std::thread::current().id();
+        assert!(!chunker.threads.lock().contains(&test_thread));
     }
 }

@@ -381,32 +381,26 @@ mod tests {
                     .with_sizer(enc.bpe())
                     .with_trim(true)
             };
-            let doc = Document::new("x.txt", text.clone());
-            let ours: Vec<(usize, String)> = TextChunker::by_tokens(enc, max, overlap)
-                .unwrap()
-                .chunk(&doc)
-                .unwrap()
-                .into_iter()
-                .map(|c| (c.byte_range.start, c.text))
-                .collect();
-            let theirs: Vec<(usize, String)> = TextSplitter::new(cfg())
-                .chunk_indices(&text)
-                .map(|(i, s)| (i, s.to_owned()))
-                .collect();
-            assert_eq!(ours, theirs, "{enc:?} {max}/{overlap}");
-            let doc = Document::new("x.md", text.clone());
-            let ours: Vec<(usize, String)> = MarkdownChunker::by_tokens(enc, max, overlap)
-                .unwrap()
-                .chunk(&doc)
-                .unwrap()
-                .into_iter()
-                .map(|c| (c.byte_range.start, c.text))
-                .collect();
-            let theirs: Vec<(usize, String)> = MarkdownSplitter::new(cfg())
-                .chunk_indices(&text)
-                .map(|(i, s)| (i, s.to_owned()))
-                .collect();
-            assert_eq!(ours, theirs, "markdown {enc:?} {max}/{overlap}");
+            let ours = |chunker: &dyn Chunker, source: &str| -> Vec<(usize, String)> {
+                let doc = Document::new(source, text.clone());
+                let chunks = chunker.chunk(&doc).unwrap().into_iter();
+                chunks.map(|c| (c.byte_range.start, c.text)).collect()
+            };
+            let owned = |spans: &mut dyn Iterator<Item = (usize, &str)>| -> Vec<(usize, String)> {
+                spans.map(|(i, s)| (i, s.to_owned())).collect()
+            };
+            let text_chunker = TextChunker::by_tokens(enc, max, overlap).unwrap();
+            assert_eq!(
+                ours(&text_chunker, "x.txt"),
+                owned(&mut TextSplitter::new(cfg()).chunk_indices(&text)),
+                "{enc:?} {max}/{overlap}"
+            );
+            let md_chunker = MarkdownChunker::by_tokens(enc, max, overlap).unwrap();
+            assert_eq!(
+                ours(&md_chunker, "x.md"),
+                owned(&mut MarkdownSplitter::new(cfg()).chunk_indices(&text)),
+                "markdown {enc:?} {max}/{overlap}"
+            );
         }
     }
 

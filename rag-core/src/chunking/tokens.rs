@@ -233,10 +233,10 @@ impl<'t> SpanCounter<'t> {
     pub(crate) fn count(&self, span: &str) -> usize {
         let base = self.text.as_ptr() as usize;
         let at = (span.as_ptr() as usize).wrapping_sub(base);
-        if at > self.text.len() || at + span.len() > self.text.len() {
-            return self.counter.count(span);
+        match at.checked_add(span.len()) {
+            Some(end) if end <= self.text.len() => self.count_range(at, end),
+            _ => self.counter.count(span),
         }
-        self.count_range(at, at + span.len())
     }
 
     /// Tokens in `text[start..end]`.

@@ -878,3 +878,170 @@ async fn large_rounds_are_chunked_off_the_task_and_keep_every_outcome() {
         assert!(!chunker.threads.lock().contains(&test_thread));
     }
 }
+
+/// A store that logs hash lookups and finished upserts, and (when gated)
+/// holds each upsert until a given number of hash lookups has been made,
+/// or a second has passed.
+#[derive(Debug)]
+struct LoggingStore {
+    inner: MemoryVectorStore,
+    log: Mutex<Vec<String>>,
+    lookups: tokio::sync::watch::Sender<usize>,
+    hold_upserts_until_lookups: usize,
+}
+
+impl LoggingStore {
+    fn new(hold_upserts_until_lookups: usize) -> Self {
+        Self {
+            inner: MemoryVectorStore::default(),
+            log: Mutex::new(Vec::new()),
+            lookups: tokio::sync::watch::channel(0).0,
+            hold_upserts_until_lookups,
+        }
+    }
+    fn log(&self) -> Vec<String> {
+        self.log.lock().clone()
+    }
+}
+
+#[async_trait]
+impl VectorStore for LoggingStore {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+        let doc = chunks[0].chunk.document_id.as_str().to_owned();
+        let mut lookups = self.lookups.subscribe();
+        let wanted = self.hold_upserts_until_lookups;
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            lookups.wait_for(|n| *n >= wanted),
+        )
+        .await;
+        self.inner.upsert(ns, chunks).await?;
+        self.log.lock().push(format!("upserted {doc}"));
+        Ok(())
+    }
+    async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {
+        self.inner.search(ns, req).await
+    }
+    async fn delete_document(&self, ns: &Namespace, id: &DocumentId) -> Result<usize> {
+        self.inner.delete_document(ns, id).await
+    }
+    async fn document_hashes(
+        &self,
+        ns: &Namespace,
+        ids: &[DocumentId],
+    ) -> Result<Vec<(DocumentId, String)>> {
+        let names: Vec<&str> = ids.iter().map(DocumentId::as_str).collect();
+        self.log.lock().push(format!("lookup {}", names.join(",")));
+        let found = self.inner.document_hashes(ns, ids).await;
+        self.lookups.send_modify(|n| *n += 1);
+        found
+    }
+    async fn get_chunks(&self, ns: &Namespace, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
+        self.inner.get_chunks(ns, ids).await
+    }
+    async fn list_documents(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<DocumentInfo>> {
+        self.inner.list_documents(ns, after, limit).await
+    }
+    async fn count(&self, ns: &Namespace) -> Result<usize> {
+        self.inner.count(ns).await
+    }
+    async fn delete_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.inner.delete_namespace(ns).await
+    }
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+fn windowed(store: Arc<LoggingStore>, window: usize) -> Rag {
+    Rag::builder()
+        .store_arc(store)
+        .llm(ScriptedLlm::new())
+        .embedder(HashEmbedder::new(64))
+        .chunker(small_chunker())
+        .config(RagConfig::default().with_ingest_window(window))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_next_round_is_prepared_while_the_previous_one_is_written() {
+    // Rounds of two: [a, b] then [c, d]. Round one's upserts are held until
+    // round two's hash lookup has happened, which only an overlapped
+    // pipeline does (a sequential one would log the upserts first, after
+    // the one-second hold).
+    let store = Arc::new(LoggingStore::new(2));
+    let rag = windowed(store.clone(), 2);
+    let docs: Vec<Document> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|id| Document::new(*id, format!("Document {id} says something about {id}.")))
+        .collect();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let progress = seen.clone();
+    let report = rag
+        .ingest_stream(
+            futures::stream::iter(docs),
+            IngestOptions::default().with_progress(move |p| {
+                progress
+                    .lock()
+                    .push((p.processed, p.document_id.as_str().to_owned()))
+            }),
+        )
+        .await;
+    assert_eq!(report.added.len(), 4, "{:?}", report.failed.first());
+    let log = store.log();
+    let at = |entry: &str| log.iter().position(|e| e == entry).expect(entry);
+    assert!(at("lookup c,d") < at("upserted a"), "{log:?}");
+    assert!(at("lookup c,d") < at("upserted b"), "{log:?}");
+    // Outcomes still come round by round, counted one by one.
+    let seen = std::mem::take(&mut *seen.lock());
+    let order: Vec<usize> = seen.iter().map(|(n, _)| *n).collect();
+    assert_eq!(order, [1, 2, 3, 4]);
+    let mut first: Vec<&str> = seen[..2].iter().map(|(_, id)| id.as_str()).collect();
+    first.sort_unstable();
+    assert_eq!(first, ["a", "b"]);
+    assert_eq!(store.count(&Namespace::default()).await.unwrap(), 4);
+}
+
+#[tokio::test]
+async fn a_document_in_consecutive_rounds_is_looked_up_after_its_first_write() {
+    // [a v1, b] then [a v2]: a v2's lookup must see a v1 stored, so a v2
+    // replaces it (never "added" twice, never left with v1's chunks).
+    let store = Arc::new(LoggingStore::new(0));
+    let rag = windowed(store.clone(), 8);
+    let v2 = Document::new("a", "The second version talks about zeppelins.");
+    let docs = vec![
+        Document::new("a", "The first version talks about submarines."),
+        Document::new("b", "Another document about bicycles."),
+        v2.clone(),
+    ];
+    let report = rag.ingest_many(docs).await;
+    assert!(report.is_success(), "{:?}", report.failed.first());
+    assert_eq!(report.added.len(), 2);
+    assert_eq!(report.replaced.len(), 1);
+    assert_eq!(report.replaced[0].as_str(), "a");
+    let log = store.log();
+    let at = |entry: &str| log.iter().position(|e| e == entry).expect(entry);
+    assert!(at("upserted a") < at("lookup a"), "{log:?}");
+    let ns = Namespace::default();
+    let id = DocumentId::new("a").unwrap();
+    let hashes = store.document_hashes(&ns, &[id]).await.unwrap();
+    assert_eq!(hashes[0].1, v2.content_hash());
+    let answer = rag
+        .ask(Ask::new("submarines").mode(SearchMode::Keyword).top_k(3))
+        .await
+        .unwrap();
+    assert!(
+        answer.sources.iter().all(|s| s.document_id.as_str() != "a"),
+        "a v1's chunks are gone: {:?}",
+        answer.sources
+    );
+}

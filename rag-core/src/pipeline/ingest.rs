@@ -153,6 +153,16 @@ struct Work {
     error: Option<Error>,
 }
 
+/// A prepared round: the documents whose outcome is already known
+/// (unchanged, or failed before storing), those ready to upsert (with
+/// whether they were stored before), and the embedder calls it took.
+#[derive(Default)]
+struct Prepared {
+    settled: Vec<(Document, IngestOutcome, Option<Error>)>,
+    ready: Vec<(Document, bool, Vec<EmbeddedChunk>)>,
+    embed_calls: usize,
+}
+
 /// Progress bookkeeping shared by a whole ingestion.
 struct Tally<'a> {
     report: IngestReport,
@@ -238,7 +248,9 @@ impl Rag {
     /// unchanged, chunks the rest, embeds their chunks in batches of
     /// `embed_batch_size` with at most `embed_concurrency` calls in flight,
     /// and upserts each document's chunks in one call (which replaces its
-    /// old chunks atomically).
+    /// old chunks atomically). While one round is written, the next is
+    /// looked up, chunked and embedded, unless the two share a document
+    /// id (then the next waits for the writes).
     ///
     /// A failure (invalid document, chunking, embedding, storing) is
     /// reported for that document only: its stored version is untouched and
@@ -255,8 +267,13 @@ impl Rag {
             options: &options,
         };
         let window = self.inner.config.ingest_window;
+        let ns = &options.namespace;
         let mut docs = std::pin::pin!(docs);
         let mut carry: Option<Document> = None;
+        // The round being written, and its document ids: the next round is
+        // prepared (hash lookup, chunking, embedding) while it is written,
+        // unless the two share a document.
+        let mut writing: Option<(Prepared, HashSet<DocumentId>)> = None;
         loop {
             let mut batch: Vec<Document> = Vec::new();
             let mut ids: HashSet<DocumentId> = HashSet::new();
@@ -278,10 +295,27 @@ impl Rag {
                 break;
             }
             let n = batch.len();
-            self.inner
-                .ingest_round(&options.namespace, batch, &mut tally)
-                .instrument(tracing::info_span!("rag.ingest_round", documents = n))
-                .await;
+            let prepare = self
+                .inner
+                .prepare_round(ns, batch)
+                .instrument(tracing::info_span!("rag.ingest_round", documents = n));
+            let prepared = match writing.take() {
+                // A document of this round is being written: its stored
+                // hash (and so whether it changed) is only known after.
+                Some((previous, previous_ids)) if !previous_ids.is_disjoint(&ids) => {
+                    self.inner.write_round(ns, previous, &mut tally).await;
+                    prepare.await
+                }
+                Some((previous, _)) => {
+                    let write = self.inner.write_round(ns, previous, &mut tally);
+                    futures::join!(prepare, write).0
+                }
+                None => prepare.await,
+            };
+            writing = Some((prepared, ids));
+        }
+        if let Some((last, _)) = writing {
+            self.inner.write_round(ns, last, &mut tally).await;
         }
         let mut report = tally.report;
         report.elapsed = started.elapsed();
@@ -347,17 +381,22 @@ impl Inner {
             .collect()
     }
 
-    async fn ingest_round(&self, ns: &Namespace, docs: Vec<Document>, tally: &mut Tally<'_>) {
+    /// A round's first stage: validate, look up stored hashes, chunk the
+    /// changed documents, embed their chunks. Decides every outcome but the
+    /// writes' and touches no stored data, so it may run while the previous
+    /// round is written.
+    async fn prepare_round(&self, ns: &Namespace, docs: Vec<Document>) -> Prepared {
+        let mut out = Prepared::default();
         // 1. Validate.
         let mut valid = Vec::with_capacity(docs.len());
         for doc in docs {
             match doc.validate() {
                 Ok(()) => valid.push(doc),
-                Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
+                Err(e) => out.settled.push((doc, IngestOutcome::Failed, Some(e))),
             }
         }
         if valid.is_empty() {
-            return;
+            return out;
         }
 
         // 2. Skip unchanged documents.
@@ -365,10 +404,11 @@ impl Inner {
         let stored: HashMap<DocumentId, String> = match self.store.document_hashes(ns, &ids).await {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
-                for doc in &valid {
-                    tally.record(doc, IngestOutcome::Failed, Some(copy_error(&e)));
+                for doc in valid {
+                    let e = copy_error(&e);
+                    out.settled.push((doc, IngestOutcome::Failed, Some(e)));
                 }
-                return;
+                return out;
             }
         };
 
@@ -378,7 +418,7 @@ impl Inner {
         for doc in valid {
             let old = stored.get(doc.id());
             if old.is_some_and(|h| *h == doc.content_hash()) {
-                tally.record(&doc, IngestOutcome::Unchanged, None);
+                out.settled.push((doc, IngestOutcome::Unchanged, None));
                 continue;
             }
             let existed = old.is_some();
@@ -387,14 +427,13 @@ impl Inner {
         let mut work: Vec<Work> = Vec::new();
         for ((doc, existed), chunked) in self.chunk_all(changed).await {
             match chunked {
-                Ok(chunks) if chunks.is_empty() => tally.record(
-                    &doc,
-                    IngestOutcome::Failed,
-                    Some(Error::invalid_input(format!(
+                Ok(chunks) if chunks.is_empty() => {
+                    let e = Error::invalid_input(format!(
                         "document {:?} produced no chunks",
                         doc.id().as_str()
-                    ))),
-                ),
+                    ));
+                    out.settled.push((doc, IngestOutcome::Failed, Some(e)));
+                }
                 Ok(chunks) => work.push(Work {
                     existed,
                     vectors: vec![None; chunks.len()],
@@ -402,19 +441,15 @@ impl Inner {
                     doc,
                     error: None,
                 }),
-                Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
+                Err(e) => out.settled.push((doc, IngestOutcome::Failed, Some(e))),
             }
         }
 
         // 4. Embed in batches that may span documents, bounded concurrency.
-        let calls = self.embed_all(&mut work).await;
-        tally.report.embed_calls += calls;
-
-        // 5. Upsert each document in one call.
-        let mut ready = Vec::new();
+        out.embed_calls = self.embed_all(&mut work).await;
         for w in work {
             if let Some(e) = w.error {
-                tally.record(&w.doc, IngestOutcome::Failed, Some(e));
+                out.settled.push((w.doc, IngestOutcome::Failed, Some(e)));
                 continue;
             }
             let embedded: Option<Vec<EmbeddedChunk>> = w
@@ -424,20 +459,32 @@ impl Inner {
                 .map(|(chunk, v)| v.map(|vector| EmbeddedChunk { chunk, vector }))
                 .collect();
             match embedded {
-                Some(e) => ready.push((w.doc, w.existed, e)),
-                None => tally.record(
-                    &w.doc,
-                    IngestOutcome::Failed,
-                    Some(Error::backend(
+                Some(e) => out.ready.push((w.doc, w.existed, e)),
+                None => {
+                    let e = Error::backend(
                         self.embedder.model_id(),
                         false,
                         "a chunk was left without a vector",
-                    )),
-                ),
+                    );
+                    out.settled.push((w.doc, IngestOutcome::Failed, Some(e)));
+                }
             }
         }
-        let wrote = !ready.is_empty();
-        let mut upserts = futures::stream::iter(ready)
+        out
+    }
+
+    /// A round's second stage: record the outcomes decided by
+    /// [`prepare_round`](Self::prepare_round), then upsert each ready
+    /// document in one call (bounded concurrency) and record how it went.
+    async fn write_round(&self, ns: &Namespace, round: Prepared, tally: &mut Tally<'_>) {
+        tally.report.embed_calls += round.embed_calls;
+        for (doc, outcome, error) in round.settled {
+            tally.record(&doc, outcome, error);
+        }
+        if round.ready.is_empty() {
+            return;
+        }
+        let mut upserts = futures::stream::iter(round.ready)
             .map(|(doc, existed, chunks)| async move {
                 let n = chunks.len();
                 let result = self.store.upsert(ns, chunks).await;
@@ -453,11 +500,9 @@ impl Inner {
                 Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
             }
         }
-        if wrote {
-            // After the writes, so an answer computed from the old data is
-            // never stored under the new version.
-            self.versions.bump(ns);
-        }
+        // After the writes, so an answer computed from the old data is
+        // never stored under the new version.
+        self.versions.bump(ns);
     }
 
     /// Embeds every chunk of `work`; returns the embedder calls made.

@@ -340,6 +340,18 @@ pub struct Capabilities {
     pub dimensions: Option<usize>,
     /// Whether data survives a restart.
     pub persistent: bool,
+    /// How many documents ingestion should put in one
+    /// [`upsert`](crate::VectorStore::upsert) call: 1 (the default) for
+    /// stores whose calls are cheap and run well side by side; more where
+    /// every call is a commit (LanceDB writes a table version per call).
+    /// When a call of several documents fails, each is retried alone, so
+    /// one bad document still fails alone.
+    #[serde(default = "one")]
+    pub upsert_batch_documents: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Capabilities {
@@ -354,6 +366,7 @@ impl Capabilities {
             distance: Distance::Cosine,
             dimensions: None,
             persistent: false,
+            upsert_batch_documents: 1,
         }
     }
 

@@ -881,13 +881,16 @@ async fn large_rounds_are_chunked_off_the_task_and_keep_every_outcome() {
 
 /// A store that logs hash lookups and finished upserts, and (when gated)
 /// holds each upsert until a given number of hash lookups has been made,
-/// or a second has passed.
+/// or a second has passed. It may ask for several documents per upsert,
+/// and reject every upsert that holds a given document.
 #[derive(Debug)]
 struct LoggingStore {
     inner: MemoryVectorStore,
     log: Mutex<Vec<String>>,
     lookups: tokio::sync::watch::Sender<usize>,
     hold_upserts_until_lookups: usize,
+    batch: usize,
+    reject: Option<&'static str>,
 }
 
 impl LoggingStore {
@@ -897,6 +900,8 @@ impl LoggingStore {
             log: Mutex::new(Vec::new()),
             lookups: tokio::sync::watch::channel(0).0,
             hold_upserts_until_lookups,
+            batch: 1,
+            reject: None,
         }
     }
     fn log(&self) -> Vec<String> {
@@ -907,10 +912,21 @@ impl LoggingStore {
 #[async_trait]
 impl VectorStore for LoggingStore {
     fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
+        let mut caps = self.inner.capabilities();
+        caps.upsert_batch_documents = self.batch;
+        caps
     }
     async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
-        let doc = chunks[0].chunk.document_id.as_str().to_owned();
+        let mut docs: Vec<&str> = chunks
+            .iter()
+            .map(|c| c.chunk.document_id.as_str())
+            .collect();
+        docs.dedup();
+        let doc = docs.join(",");
+        if self.reject.is_some_and(|r| docs.contains(&r)) {
+            self.log.lock().push(format!("rejected {doc}"));
+            return Err(Error::invalid_input("this store refuses that document"));
+        }
         let mut lookups = self.lookups.subscribe();
         let wanted = self.hold_upserts_until_lookups;
         let _ = tokio::time::timeout(
@@ -1044,4 +1060,42 @@ async fn a_document_in_consecutive_rounds_is_looked_up_after_its_first_write() {
         "a v1's chunks are gone: {:?}",
         answer.sources
     );
+}
+
+#[tokio::test]
+async fn a_store_that_asks_for_batches_gets_them_and_a_bad_document_still_fails_alone() {
+    let store = Arc::new(LoggingStore {
+        batch: 3,
+        reject: Some("d4"),
+        ..LoggingStore::new(0)
+    });
+    let rag = windowed(store.clone(), 16);
+    let docs: Vec<Document> = (0..7)
+        .map(|i| Document::new(format!("d{i}"), format!("Document {i} is about topic{i}.")))
+        .collect();
+    let report = rag.ingest_many(docs).await;
+    assert_eq!(report.added.len(), 6, "{:?}", report.failed);
+    assert_eq!(report.failed.len(), 1);
+    assert_eq!(report.failed[0].document_id.as_str(), "d4");
+    assert!(report.failed[0].error.to_string().contains("refuses"));
+    let mut log = store.log();
+    log.retain(|e| !e.starts_with("lookup"));
+    log.sort();
+    // Groups of three in document order; the group holding d4 is retried
+    // one document at a time.
+    assert_eq!(
+        log,
+        [
+            "rejected d3,d4,d5",
+            "rejected d4",
+            "upserted d0,d1,d2",
+            "upserted d3",
+            "upserted d5",
+            "upserted d6",
+        ]
+    );
+    let ns = Namespace::default();
+    assert_eq!(store.count(&ns).await.unwrap(), 6);
+    let ids = [DocumentId::new("d4").unwrap()];
+    assert!(store.document_hashes(&ns, &ids).await.unwrap().is_empty());
 }

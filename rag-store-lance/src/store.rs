@@ -558,6 +558,10 @@ impl LanceVectorStore {
     }
 }
 
+/// Documents per upsert that ingestion is asked to send (at most a round,
+/// `RagConfig::ingest_window`, in practice).
+const UPSERT_BATCH_DOCUMENTS: usize = 256;
+
 #[async_trait]
 impl VectorStore for LanceVectorStore {
     fn capabilities(&self) -> Capabilities {
@@ -566,6 +570,9 @@ impl VectorStore for LanceVectorStore {
         caps.distance = self.config.distance;
         caps.dimensions = Some(self.config.dimensions);
         caps.persistent = true;
+        // Every upsert is a merge-insert commit (a new table version, a
+        // scan for the ids it replaces): ingestion writes whole rounds.
+        caps.upsert_batch_documents = UPSERT_BATCH_DOCUMENTS;
         caps
     }
 

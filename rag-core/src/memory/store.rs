@@ -489,6 +489,7 @@ impl VectorStore for MemoryVectorStore {
             distance: self.config.distance,
             dimensions: self.config.dimensions,
             persistent: false,
+            upsert_batch_documents: 1,
         }
     }
 

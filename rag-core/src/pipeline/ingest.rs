@@ -153,13 +153,16 @@ struct Work {
     error: Option<Error>,
 }
 
+/// A document ready to store: whether it was stored before, its chunks.
+type Ready = (Document, bool, Vec<EmbeddedChunk>);
+
 /// A prepared round: the documents whose outcome is already known
 /// (unchanged, or failed before storing), those ready to upsert (with
 /// whether they were stored before), and the embedder calls it took.
 #[derive(Default)]
 struct Prepared {
     settled: Vec<(Document, IngestOutcome, Option<Error>)>,
-    ready: Vec<(Document, bool, Vec<EmbeddedChunk>)>,
+    ready: Vec<Ready>,
     embed_calls: usize,
 }
 
@@ -248,7 +251,9 @@ impl Rag {
     /// unchanged, chunks the rest, embeds their chunks in batches of
     /// `embed_batch_size` with at most `embed_concurrency` calls in flight,
     /// and upserts each document's chunks in one call (which replaces its
-    /// old chunks atomically). While one round is written, the next is
+    /// old chunks atomically; several documents per call when the store's
+    /// [`Capabilities::upsert_batch_documents`](crate::Capabilities) asks
+    /// for it). While one round is written, the next is
     /// looked up, chunked and embedded, unless the two share a document
     /// id (then the next waits for the writes).
     ///
@@ -474,8 +479,9 @@ impl Inner {
     }
 
     /// A round's second stage: record the outcomes decided by
-    /// [`prepare_round`](Self::prepare_round), then upsert each ready
-    /// document in one call (bounded concurrency) and record how it went.
+    /// [`prepare_round`](Self::prepare_round), then upsert the ready
+    /// documents (each in one call, or as many per call as the store asks;
+    /// bounded concurrency) and record how each went.
     async fn write_round(&self, ns: &Namespace, round: Prepared, tally: &mut Tally<'_>) {
         tally.report.embed_calls += round.embed_calls;
         for (doc, outcome, error) in round.settled {
@@ -484,25 +490,58 @@ impl Inner {
         if round.ready.is_empty() {
             return;
         }
-        let mut upserts = futures::stream::iter(round.ready)
-            .map(|(doc, existed, chunks)| async move {
-                let n = chunks.len();
-                let result = self.store.upsert(ns, chunks).await;
-                (doc, existed, n, result)
-            })
+        let per_call = self.store.capabilities().upsert_batch_documents.max(1);
+        let mut groups: Vec<Vec<Ready>> = Vec::new();
+        for r in round.ready {
+            match groups.last_mut() {
+                Some(g) if g.len() < per_call => g.push(r),
+                _ => groups.push(vec![r]),
+            }
+        }
+        let mut upserts = futures::stream::iter(groups)
+            .map(|group| self.upsert_group(ns, group))
             .buffer_unordered(self.config.upsert_concurrency);
-        while let Some((doc, existed, n, result)) = upserts.next().await {
-            match result {
-                Ok(()) if existed => {
-                    tally.record(&doc, IngestOutcome::Replaced { chunks: n }, None)
+        while let Some(written) = upserts.next().await {
+            for (doc, existed, n, result) in written {
+                match result {
+                    Ok(()) if existed => {
+                        tally.record(&doc, IngestOutcome::Replaced { chunks: n }, None)
+                    }
+                    Ok(()) => tally.record(&doc, IngestOutcome::Added { chunks: n }, None),
+                    Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
                 }
-                Ok(()) => tally.record(&doc, IngestOutcome::Added { chunks: n }, None),
-                Err(e) => tally.record(&doc, IngestOutcome::Failed, Some(e)),
             }
         }
         // After the writes, so an answer computed from the old data is
         // never stored under the new version.
         self.versions.bump(ns);
+    }
+
+    /// Upserts documents in one call; when a call of several fails, each
+    /// document is retried alone (upserts replace, so a part the failed
+    /// call may have written is simply written again). Returns each
+    /// document with whether it existed, its chunk count and the result.
+    async fn upsert_group(
+        &self,
+        ns: &Namespace,
+        mut group: Vec<Ready>,
+    ) -> Vec<(Document, bool, usize, Result<()>)> {
+        if group.len() > 1 {
+            let all: Vec<EmbeddedChunk> = group.iter().flat_map(|(.., c)| c.clone()).collect();
+            if self.store.upsert(ns, all).await.is_ok() {
+                return group
+                    .into_iter()
+                    .map(|(doc, existed, chunks)| (doc, existed, chunks.len(), Ok(())))
+                    .collect();
+            }
+        }
+        let mut out = Vec::with_capacity(group.len());
+        for (doc, existed, chunks) in group.drain(..) {
+            let n = chunks.len();
+            let result = self.store.upsert(ns, chunks).await;
+            out.push((doc, existed, n, result));
+        }
+        out
     }
 
     /// Embeds every chunk of `work`; returns the embedder calls made.

@@ -577,6 +577,9 @@ fn row_to_chunk(r: &PgRow) -> Result<Chunk> {
     })
 }
 
+/// Documents per upsert that ingestion is asked to send.
+const UPSERT_BATCH_DOCUMENTS: usize = 16;
+
 #[async_trait]
 impl VectorStore for PgVectorStore {
     fn capabilities(&self) -> Capabilities {
@@ -585,6 +588,10 @@ impl VectorStore for PgVectorStore {
         caps.distance = self.config.distance;
         caps.dimensions = Some(self.config.dimensions);
         caps.persistent = true;
+        // One transaction per call: a few documents per call save round
+        // trips, and their advisory locks are taken in key order, so
+        // concurrent calls cannot deadlock.
+        caps.upsert_batch_documents = UPSERT_BATCH_DOCUMENTS;
         caps
     }
 

@@ -92,18 +92,7 @@ fn stores(_rt: &tokio::runtime::Runtime) -> Vec<(&'static str, StoreFactory)> {
     #[cfg(feature = "lance")]
     out.push((
         "lance",
-        Box::new(|rt| {
-            let dir = std::env::temp_dir().join(format!(
-                "rag-bench-scifact-{}-{}",
-                std::process::id(),
-                fastrand_like()
-            ));
-            let config = rag::lance::LanceConfig::new(dir.to_string_lossy(), 384);
-            Arc::new(
-                rt.block_on(rag::lance::LanceVectorStore::open(config))
-                    .expect("lance"),
-            ) as Arc<dyn VectorStore>
-        }),
+        Box::new(|rt| Arc::new(open_lance(rt)) as Arc<dyn VectorStore>),
     ));
     #[cfg(feature = "pgvector")]
     match std::env::var("RAG_BENCH_PG_URL") {
@@ -132,6 +121,19 @@ fn stores(_rt: &tokio::runtime::Runtime) -> Vec<(&'static str, StoreFactory)> {
         Err(_) => eprintln!("scifact bench: qdrant NOT RUN (set RAG_BENCH_QDRANT_URL)"),
     }
     out
+}
+
+/// A LanceDB store in a new directory under the system's temp dir.
+#[cfg(feature = "lance")]
+fn open_lance(rt: &tokio::runtime::Runtime) -> rag::lance::LanceVectorStore {
+    let dir = std::env::temp_dir().join(format!(
+        "rag-bench-scifact-{}-{}",
+        std::process::id(),
+        fastrand_like()
+    ));
+    let config = rag::lance::LanceConfig::new(dir.to_string_lossy(), 384);
+    rt.block_on(rag::lance::LanceVectorStore::open(config))
+        .expect("lance")
 }
 
 #[cfg(feature = "lance")]
@@ -267,16 +269,7 @@ fn bench_scifact(c: &mut Criterion) {
     // ingest should be followed; the rows above search the new rows exactly.
     #[cfg(feature = "lance")]
     {
-        let dir = std::env::temp_dir().join(format!(
-            "rag-bench-scifact-{}-{}",
-            std::process::id(),
-            fastrand_like()
-        ));
-        let config = rag::lance::LanceConfig::new(dir.to_string_lossy(), 384);
-        let store = Arc::new(
-            rt.block_on(rag::lance::LanceVectorStore::open(config))
-                .expect("lance"),
-        );
+        let store = Arc::new(open_lance(&rt));
         let rag = pipeline(store.clone());
         assert!(rt.block_on(rag.ingest_many(docs.clone())).is_success());
         rt.block_on(store.optimize(&rag::Namespace::default(), std::time::Duration::ZERO))

@@ -524,7 +524,7 @@ impl Inner {
     async fn upsert_group(
         &self,
         ns: &Namespace,
-        mut group: Vec<Ready>,
+        group: Vec<Ready>,
     ) -> Vec<(Document, bool, usize, Result<()>)> {
         if group.len() > 1 {
             let all: Vec<EmbeddedChunk> = group.iter().flat_map(|(.., c)| c.clone()).collect();
@@ -536,7 +536,7 @@ impl Inner {
             }
         }
         let mut out = Vec::with_capacity(group.len());
-        for (doc, existed, chunks) in group.drain(..) {
+        for (doc, existed, chunks) in group {
             let n = chunks.len();
             let result = self.store.upsert(ns, chunks).await;
             out.push((doc, existed, n, result));

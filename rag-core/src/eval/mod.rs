@@ -9,6 +9,9 @@
 //! A document retrieved twice (two chunks of one document) counts once, at
 //! its best rank.
 //!
+//! Answer-level evaluation (gold answers, citations, groundedness, latency)
+//! is in [`answers`].
+//!
 //! ```no_run
 //! # async fn run(rag: rag_core::Rag) -> rag_core::Result<()> {
 //! use rag_core::eval::{BeirDataset, EvalOptions, evaluate_pipeline};
@@ -18,6 +21,8 @@
 //! println!("nDCG@10 {:.3} over {} queries", report.metrics.ndcg_at_10, report.metrics.queries);
 //! # Ok(()) }
 //! ```
+
+pub mod answers;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, Write};
@@ -170,21 +175,27 @@ impl BeirDataset {
     /// the title is empty). `InvalidInput` for an id that is not a valid
     /// [`DocumentId`].
     pub fn documents(&self) -> Result<Vec<Document>> {
-        self.corpus
-            .iter()
-            .map(|d| {
-                let text = if d.title.trim().is_empty() {
-                    d.text.clone()
-                } else {
-                    format!("{}\n\n{}", d.title, d.text)
-                };
-                let id = DocumentId::new(d.id.as_str()).map_err(|e| {
-                    Error::invalid_input(format!("corpus document {:?}: {e}", d.id))
-                })?;
-                Ok(Document::new(format!("beir:{}", d.id), text).with_id(id))
-            })
-            .collect()
+        corpus_documents(&self.corpus)
     }
+}
+
+/// A BEIR corpus as documents: id = the BEIR id, source = `beir:<id>`, text
+/// = title and text separated by a blank line (just the text when the title
+/// is empty).
+fn corpus_documents(corpus: &[BeirDoc]) -> Result<Vec<Document>> {
+    corpus
+        .iter()
+        .map(|d| {
+            let text = if d.title.trim().is_empty() {
+                d.text.clone()
+            } else {
+                format!("{}\n\n{}", d.title, d.text)
+            };
+            let id = DocumentId::new(d.id.as_str())
+                .map_err(|e| Error::invalid_input(format!("corpus document {:?}: {e}", d.id)))?;
+            Ok(Document::new(format!("beir:{}", d.id), text).with_id(id))
+        })
+        .collect()
 }
 
 /// The metrics of one query, or their means over a run.

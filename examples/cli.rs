@@ -1,5 +1,12 @@
 //! `rag`: the command line of the workspace. One subcommand so far:
 //!
+//! `rag eval --answers` — answer quality: runs the whole ask pipeline per
+//! question of a question-answering dataset (BEIR-shaped, queries with
+//! `"answers"`) and reports gold answer contained, exact match, token F1,
+//! gold document among the sources and the citations, answers citing
+//! nothing, abstentions, groundedness, answer length and latency, for one or
+//! more answerers side by side (`rag eval --answers --help`).
+//!
 //! `rag eval` — retrieval quality of a pipeline on a BEIR-format dataset
 //! (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`): ingests the
 //! corpus, runs every judged query through retrieval and reranking (no
@@ -29,6 +36,9 @@
 //! LanceDB in `--data`, default a temporary directory).
 
 #![allow(clippy::print_stdout)]
+
+#[path = "cli/answers.rs"]
+mod answers;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -544,15 +554,28 @@ impl Drop for TempDir {
 async fn main() {
     let mut args = std::env::args().skip(1);
     let result = match args.next().as_deref() {
-        Some("eval") => match parse_eval(args) {
-            Ok(a) => eval(a).await,
-            Err(msg) => {
-                eprintln!("{msg}");
-                std::process::exit(2);
+        Some("eval") => {
+            let args: Vec<String> = args.collect();
+            if args.iter().any(|a| a == "--answers") {
+                match answers::parse(args.into_iter()) {
+                    Ok(a) => answers::run(a).await,
+                    Err(msg) => {
+                        eprintln!("{msg}");
+                        std::process::exit(2);
+                    }
+                }
+            } else {
+                match parse_eval(args.into_iter()) {
+                    Ok(a) => eval(a).await,
+                    Err(msg) => {
+                        eprintln!("{msg}");
+                        std::process::exit(2);
+                    }
+                }
             }
-        },
+        }
         _ => {
-            eprintln!("{USAGE}");
+            eprintln!("{USAGE}\n{}", answers::USAGE);
             std::process::exit(2);
         }
     };

@@ -71,7 +71,11 @@ struct Models {
 /// `HashEmbedder` and extractive answers with a one-line notice. A model
 /// that is there but cannot be loaded (a damaged file) is an error, not a
 /// silent fallback.
-async fn local_models(use_local: bool, rerank: bool) -> Result<Models, Box<dyn std::error::Error>> {
+async fn local_models(
+    use_local: bool,
+    rerank: bool,
+    answerer: Answerer,
+) -> Result<Models, Box<dyn std::error::Error>> {
     let fallback = Models {
         embedder: Arc::new(HashEmbedder::default()),
         chunker: None,
@@ -91,8 +95,12 @@ async fn local_models(use_local: bool, rerank: bool) -> Result<Models, Box<dyn s
     // No cross-encoder unless asked (`--rerank`): it did not improve the
     // default retrieval on SciFact (README, "Retrieval quality").
     let reranker = if rerank { "auto" } else { "none" };
-    let loaded =
-        tokio::task::spawn_blocking(move || load_local("auto", reranker, "auto")).await??;
+    let chat = if answerer == Answerer::Local {
+        "local"
+    } else {
+        "none"
+    };
+    let loaded = tokio::task::spawn_blocking(move || load_local("auto", reranker, chat)).await??;
     Ok(Models {
         embedder: loaded.embedder.unwrap_or(fallback.embedder),
         chunker: loaded.chunker,
@@ -103,7 +111,21 @@ async fn local_models(use_local: bool, rerank: bool) -> Result<Models, Box<dyn s
     })
 }
 
+/// Who writes the answer (`--answerer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Answerer {
+    /// The reader when its binary and model are there, else extractive.
+    Auto,
+    /// The local reader model on llama-server, checked by the grounded answerer.
+    Reader,
+    /// The best sentences, quoted.
+    Extractive,
+    /// SmolLM2-135M on candle, writing freely.
+    Local,
+}
+
 struct Args {
+    answerer: Answerer,
     docs: PathBuf,
     question: String,
     /// The LanceDB directory; `None` for the in-memory store.
@@ -116,6 +138,7 @@ struct Args {
 
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
+        answerer: Answerer::Auto,
         docs: Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
         question: "How do I run the test suite?".to_owned(),
         data: Some(PathBuf::from("rag-data")),
@@ -132,9 +155,23 @@ fn parse_args() -> Result<Args, String> {
             "--memory" => args.data = None,
             "--no-local-models" => args.local_models = false,
             "--rerank" => args.rerank = true,
+            "--answerer" => {
+                args.answerer = match value()?.as_str() {
+                    "auto" => Answerer::Auto,
+                    "reader" => Answerer::Reader,
+                    "extractive" => Answerer::Extractive,
+                    "local" => Answerer::Local,
+                    other => {
+                        return Err(format!(
+                            "--answerer {other:?}: auto, reader, extractive or local"
+                        ));
+                    }
+                }
+            }
             "--help" | "-h" => {
                 return Err("usage: quickstart [--docs PATH] [--question TEXT] \
-                     [--data DIR | --memory] [--no-local-models] [--rerank]"
+                     [--data DIR | --memory] [--no-local-models] [--rerank] \
+                     [--answerer auto|reader|extractive|local]"
                     .to_owned());
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -184,7 +221,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 2. Ingest them into the embedded default pipeline.
     let t = Instant::now();
-    let models = local_models(args.local_models, args.rerank).await?;
+    let models = local_models(args.local_models, args.rerank, args.answerer).await?;
     let mut builder = Rag::builder().embedder_arc(models.embedder.clone());
     if let Some(chunker) = &models.chunker {
         builder = builder.chunker_arc(chunker.clone());
@@ -207,20 +244,46 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         None => println!("reranker: none"),
     }
     let mut answer_tokens = 512;
+    // Kept alive until the answer is printed: the reader's llama-server.
+    let mut _reader = None;
     match (llm_from_env()?, models.chat) {
         (Some(llm), _) => {
-            println!("answering with {} (from the environment)", llm.model_id());
+            println!("answerer: {} (from the environment)", llm.model_id());
             builder = builder.llm_arc(llm);
         }
         (None, Some(chat)) => {
-            println!("answering with {} (local)", chat.model_id());
+            println!("answerer: {} (local, candle)", chat.model_id());
             // A 135M-parameter model says what it can in a few sentences.
             answer_tokens = 200;
             builder = builder.llm_arc(chat);
         }
-        (None, None) => println!(
-            "answering extractively (set OPENAI_API_KEY, OPENAI_BASE_URL or GROQ_API_KEY for a model)"
-        ),
+        (None, None) if args.answerer == Answerer::Extractive || !args.local_models => {
+            println!("answerer: extractive (the best sentences, quoted)");
+        }
+        (None, None) => {
+            let dir = rag::local::LocalModels::from_env().map(|m| m.dir().to_owned());
+            let started = match &dir {
+                Ok(dir) => rag_server::llama::start_reader(dir).await?,
+                Err(e) => Err(e.to_string()),
+            };
+            match started {
+                Ok((server, llm)) => {
+                    println!(
+                        "answerer: {} (the local reader on llama-server, {})",
+                        llm.model_id(),
+                        server.base_url()
+                    );
+                    builder = builder.llm_arc(llm);
+                    _reader = Some(server);
+                }
+                Err(why) if args.answerer == Answerer::Reader => {
+                    return Err(format!("--answerer reader: {why}").into());
+                }
+                Err(why) => println!(
+                    "answerer: extractive (the best sentences, quoted): no local reader: {why}"
+                ),
+            }
+        }
     }
     println!("models loaded in {}", ms(t.elapsed()));
     let rag = builder.build()?;
@@ -242,12 +305,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .ask(Ask::new(args.question.as_str()).answer_tokens(answer_tokens))
         .await?;
     println!("\nQ: {}", args.question);
-    let label = if answer.extractive {
-        " (extractive: sentences quoted from the sources, no language model)"
+    println!("A: {}\n", answer.text);
+    if answer.extractive {
+        println!(
+            "answered by: {} (sentences quoted from the sources)",
+            answer.model
+        );
     } else {
-        ""
-    };
-    println!("A{label}:\n{}\n", answer.text);
+        println!("answered by: {}", answer.model);
+    }
     println!("Citations:");
     if answer.citations.is_empty() {
         println!("  (the answer cites no source)");

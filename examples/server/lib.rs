@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod llama;
 pub mod openai_compat;
 pub mod routes;
 pub mod state;

@@ -32,9 +32,9 @@ pub use layers::{
 };
 pub use memory::{MemorySessionStore, MemoryVectorStore};
 pub use pipeline::{
-    Answer, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer, IngestOptions, IngestReport,
-    LoadOptions, LoadReport, PromptTemplate, Rag, RagBuilder, RagConfig, Source, TokenBudget,
-    Trace, load_path,
+    Answer, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer, GroundedAnswerer,
+    IngestOptions, IngestReport, LoadOptions, LoadReport, PromptTemplate, Rag, RagBuilder,
+    RagConfig, Source, TokenBudget, Trace, load_path,
 };
 pub use search::{Capabilities, Distance, Fusion, ScoredChunk, SearchMode, SearchRequest};
 pub use session::{NewSession, Session, SessionId, StoredMessage};

@@ -136,7 +136,7 @@ impl QaDataset {
         let key = |id: &str| -> [u8; 32] { Sha256::digest(format!("{seed}:{id}")).into() };
         let mut keyed: Vec<([u8; 32], &QaQuery)> =
             self.queries.iter().map(|q| (key(&q.id), q)).collect();
-        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        keyed.sort_by_key(|k| k.0);
         keyed.truncate(n);
         let queries: Vec<QaQuery> = keyed.into_iter().map(|(_, q)| q.clone()).collect();
         let ids: HashSet<&str> = queries.iter().map(|q| q.id.as_str()).collect();

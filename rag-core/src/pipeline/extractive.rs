@@ -83,6 +83,17 @@ impl Default for ExtractiveAnswerer {
     }
 }
 
+/// A sentence of a source, ranked against a question.
+#[derive(Clone, Debug)]
+pub(crate) struct RankedSentence {
+    /// The source's number.
+    pub(crate) source: usize,
+    /// Its position among all the sentences of the request's sources.
+    pub(crate) order: usize,
+    /// The sentence.
+    pub(crate) text: String,
+}
+
 /// A candidate sentence.
 struct Sentence<'a> {
     source: usize,
@@ -120,6 +131,24 @@ impl ExtractiveAnswerer {
 
     /// The answer text for a request.
     pub fn answer(&self, request: &ChatRequest) -> String {
+        let ranked = self.ranked_sentences(request);
+        match ranked {
+            None => Self::NO_SOURCES.to_owned(),
+            Some(r) if r.is_empty() => Self::NO_MATCH.to_owned(),
+            Some(r) => r
+                .into_iter()
+                .take(self.max_sentences)
+                .map(|s| format!("{} [{}]", s.text, s.source))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    }
+
+    /// The sentences of the request's sources that match its question (the
+    /// last user message), best first (BM25 over sentences; ties by source
+    /// number, then position), each distinct text once. `None` when the
+    /// request has no readable sources.
+    pub(crate) fn ranked_sentences(&self, request: &ChatRequest) -> Option<Vec<RankedSentence>> {
         let question = request
             .messages
             .iter()
@@ -145,7 +174,7 @@ impl ExtractiveAnswerer {
             }
         }
         if sentences.is_empty() {
-            return Self::NO_SOURCES.to_owned();
+            return None;
         }
         let query: HashSet<String> = self.analyzer.terms(question).into_iter().collect();
         let scores = bm25(&sentences, &query);
@@ -160,17 +189,17 @@ impl ExtractiveAnswerer {
                 .then(a.1.order.cmp(&b.1.order))
         });
         let mut seen = HashSet::new();
-        let picked: Vec<String> = ranked
-            .into_iter()
-            .filter(|(_, s)| seen.insert(s.text))
-            .take(self.max_sentences)
-            .map(|(_, s)| format!("{} [{}]", s.text, s.source))
-            .collect();
-        if picked.is_empty() {
-            Self::NO_MATCH.to_owned()
-        } else {
-            picked.join(" ")
-        }
+        Some(
+            ranked
+                .into_iter()
+                .filter(|(_, s)| seen.insert(s.text))
+                .map(|(_, s)| RankedSentence {
+                    source: s.source,
+                    order: s.order,
+                    text: s.text.to_owned(),
+                })
+                .collect(),
+        )
     }
 
     /// The sentences of a source text with their terms, from the cache when

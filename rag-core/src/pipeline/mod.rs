@@ -31,6 +31,7 @@
 mod ask;
 mod citations;
 pub(crate) mod extractive;
+pub(crate) mod grounded;
 mod ingest;
 mod loader;
 mod packing;
@@ -57,6 +58,7 @@ pub use ask::{
 };
 pub use citations::MarkerFilter;
 pub use extractive::ExtractiveAnswerer;
+pub use grounded::GroundedAnswerer;
 pub use ingest::{
     IngestFailure, IngestOptions, IngestOutcome, IngestProgress, IngestReport, ProgressFn,
 };

@@ -104,6 +104,10 @@ impl LlamaServer {
             alias: alias.to_owned(),
         };
         let health = format!("http://127.0.0.1:{port}/health");
+        // reqwest is built without a default TLS crypto provider.
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
         let client = reqwest::Client::new();
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(60) {

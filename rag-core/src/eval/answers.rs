@@ -709,27 +709,11 @@ pub async fn evaluate_answers(
             "AnswerOptions: concurrency and top_k must be positive",
         ));
     }
-    let (mut ingested, mut ingest_time) = (0, Duration::ZERO);
-    if options.ingest && !data.corpus.is_empty() {
-        let started = Instant::now();
-        let report = rag
-            .ingest_stream(
-                futures::stream::iter(data.documents()?),
-                crate::pipeline::IngestOptions::new(options.namespace.clone()),
-            )
-            .await;
-        if let Some(f) = report.failed.first() {
-            return Err(Error::invalid_input(format!(
-                "{} of {} documents failed to ingest; the first, {}: {}",
-                report.failed.len(),
-                data.corpus.len(),
-                f.source,
-                f.error
-            )));
-        }
-        ingested = report.added.len() + report.replaced.len();
-        ingest_time = started.elapsed();
-    }
+    let (ingested, ingest_time) = if options.ingest && !data.corpus.is_empty() {
+        super::ingest_corpus(rag, data.documents()?, &options.namespace).await?
+    } else {
+        (0, Duration::ZERO)
+    };
     let started = Instant::now();
     let per_query: Vec<AnswerResult> = futures::stream::iter(&data.queries)
         .map(|q| async move {

@@ -477,6 +477,36 @@ fn documents_of(chunks: &[ScoredChunk]) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// Ingests an evaluation corpus into `namespace`: (documents newly written,
+/// time taken). `InvalidInput` naming the first failure when any document
+/// fails.
+async fn ingest_corpus(
+    rag: &Rag,
+    documents: Vec<Document>,
+    namespace: &Namespace,
+) -> Result<(usize, Duration)> {
+    let total = documents.len();
+    let started = Instant::now();
+    let report = rag
+        .ingest_stream(
+            futures::stream::iter(documents),
+            crate::pipeline::IngestOptions::new(namespace.clone()),
+        )
+        .await;
+    if let Some(f) = report.failed.first() {
+        return Err(Error::invalid_input(format!(
+            "{} of {total} documents failed to ingest; the first, {}: {}",
+            report.failed.len(),
+            f.source,
+            f.error
+        )));
+    }
+    Ok((
+        report.added.len() + report.replaced.len(),
+        started.elapsed(),
+    ))
+}
+
 /// Ingests the corpus of `data` through `rag` (unless told not to), runs
 /// every judged query (retrieval and reranking as the pipeline does them,
 /// no generation), and scores the rankings.
@@ -495,27 +525,11 @@ pub async fn evaluate_pipeline(
             "EvalOptions: depth and concurrency must be positive",
         ));
     }
-    let (mut ingested, mut ingest_time) = (0, Duration::ZERO);
-    if options.ingest {
-        let started = Instant::now();
-        let report = rag
-            .ingest_stream(
-                futures::stream::iter(data.documents()?),
-                crate::pipeline::IngestOptions::new(options.namespace.clone()),
-            )
-            .await;
-        if let Some(f) = report.failed.first() {
-            return Err(Error::invalid_input(format!(
-                "{} of {} documents failed to ingest; the first, {}: {}",
-                report.failed.len(),
-                data.corpus.len(),
-                f.source,
-                f.error
-            )));
-        }
-        ingested = report.added.len() + report.replaced.len();
-        ingest_time = started.elapsed();
-    }
+    let (ingested, ingest_time) = if options.ingest {
+        ingest_corpus(rag, data.documents()?, &options.namespace).await?
+    } else {
+        (0, Duration::ZERO)
+    };
     let reranked = rag.reranker().is_some() && options.rerank_depth > 0;
     let started = Instant::now();
     let results: Vec<(String, Vec<(String, f64)>)> = futures::stream::iter(&data.queries)

@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 pub(crate) const USAGE: &str = "usage: rag eval --answers --dataset DIR [--split test] [--sample N] [--seed S] \
 [--docs DIR] [--answerers LIST] [--embedder auto|local|bge|minilm|hash] [--top-k N] [--answer-tokens N] \
-[--context-tokens N] [--concurrency N] [--per-query FILE] [--json] [--baseline FILE]
+[--context-tokens N] [--concurrency N] [--excerpt-sentences N] [--per-query FILE] [--json] [--baseline FILE]
 
   --answerers LIST   comma-separated, measured side by side (default: extractive):
                      extractive      sentences quoted from the sources (the built-in answerer)
@@ -25,6 +25,8 @@ pub(crate) const USAGE: &str = "usage: rag eval --answers --dataset DIR [--split
                      grounded-openai, grounded-local, grounded-groq
                                      that model as a reader: it reads the best sentences and answers in
                                      a few words, cited and checked, else the best sentence is quoted
+  --excerpt-sentences N
+                     how many of the best sentences a reader (reader, grounded-*) reads (default 8)
   --docs DIR         ingest the Markdown files under DIR (sources relative to DIR) instead of
                      the dataset's corpus.jsonl (for a set about a directory of documents)
   --sample N         a fixed sample of N questions chosen by --seed (default 1)
@@ -42,6 +44,7 @@ pub(crate) struct AnswerArgs {
     answer_tokens: Option<u32>,
     context_tokens: Option<usize>,
     concurrency: usize,
+    excerpt_sentences: Option<usize>,
     per_query: Option<PathBuf>,
     json: bool,
     baseline: Option<PathBuf>,
@@ -60,6 +63,7 @@ pub(crate) fn parse(mut it: impl Iterator<Item = String>) -> Result<AnswerArgs, 
         answer_tokens: None,
         context_tokens: None,
         concurrency: 1,
+        excerpt_sentences: None,
         per_query: None,
         json: false,
         baseline: None,
@@ -96,6 +100,7 @@ pub(crate) fn parse(mut it: impl Iterator<Item = String>) -> Result<AnswerArgs, 
             }
             "--context-tokens" => a.context_tokens = Some(num(value()?)?),
             "--concurrency" => a.concurrency = num(value()?)?,
+            "--excerpt-sentences" => a.excerpt_sentences = Some(num(value()?)?),
             "--per-query" => a.per_query = Some(PathBuf::from(value()?)),
             "--json" => a.json = true,
             "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
@@ -128,11 +133,16 @@ pub(crate) fn parse(mut it: impl Iterator<Item = String>) -> Result<AnswerArgs, 
     Ok(a)
 }
 
-/// The answerer a name stands for.
+/// The answerer a name stands for (`reader` is started by the caller).
 fn answerer(
     name: &str,
     local: &mut Option<rag::local::LocalChat>,
+    excerpts: Option<usize>,
 ) -> rag::Result<Arc<dyn LlmClient>> {
+    if let Some(model) = name.strip_prefix("grounded-") {
+        let model = answerer(model, local, excerpts)?;
+        return Ok(grounded(model, excerpts));
+    }
     Ok(match name {
         "extractive" => Arc::new(ExtractiveAnswerer::default()),
         "openai" => Arc::new(rag::openai::OpenAiChat::from_env()?),
@@ -149,6 +159,15 @@ fn answerer(
             Arc::new(ExtractiveAnswerer::default().with_max_sentences(n))
         }
     })
+}
+
+/// `model` as a reader, reading `excerpts` sentences (else the default).
+fn grounded(model: Arc<dyn LlmClient>, excerpts: Option<usize>) -> Arc<dyn LlmClient> {
+    let mut reader = rag::GroundedAnswerer::new(model);
+    if let Some(n) = excerpts {
+        reader = reader.with_excerpt_sentences(n);
+    }
+    Arc::new(reader)
 }
 
 /// Recorded answer measures to gate on (`--baseline`): each present measure
@@ -184,8 +203,14 @@ fn one() -> u64 {
 fn row(name: &str, r: &AnswerReport) -> String {
     let m = &r.metrics;
     let facts = m.facts.map_or("—".to_owned(), |f| format!("{f:.3}"));
+    // Extractive answers generate no tokens.
+    let tokens_per_second = if m.tokens_per_second > 0.0 {
+        format!("{:.1}", m.tokens_per_second)
+    } else {
+        "—".to_owned()
+    };
     format!(
-        "| {name} | {} | {:.3} | {:.3} | {:.3} | {facts} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} / {:.2} | {:.3} / {:.3} | {:.2} / {:.2} | {:.1} |",
+        "| {name} | {} | {:.3} | {:.3} | {:.3} | {facts} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.0} | {:.2} / {:.2} | {:.3} / {:.3} | {:.2} / {:.2} | {tokens_per_second} |",
         m.questions,
         m.contained,
         m.exact_match,
@@ -202,7 +227,6 @@ fn row(name: &str, r: &AnswerReport) -> String {
         m.retrieval_p95.as_secs_f64(),
         m.generation_p50.as_secs_f64(),
         m.generation_p95.as_secs_f64(),
-        m.tokens_per_second,
     )
 }
 
@@ -331,11 +355,11 @@ pub(crate) async fn run(a: AnswerArgs) -> Result<bool, Box<dyn std::error::Error
     for name in &a.answerers {
         let llm = if name == "reader" {
             let dir = rag::local::LocalModels::from_env()?.dir().to_owned();
-            let (server, llm) = rag_server::llama::start_reader(&dir).await??;
+            let (server, chat) = rag_server::llama::start_reader_model(&dir).await??;
             servers.push(server);
-            llm
+            grounded(chat, a.excerpt_sentences)
         } else {
-            answerer(name, &mut local_chat)?
+            answerer(name, &mut local_chat, a.excerpt_sentences)?
         };
         let mut builder = Rag::builder()
             .embedder_arc(embedder.clone())
@@ -399,5 +423,43 @@ pub(crate) async fn run(a: AnswerArgs) -> Result<bool, Box<dyn std::error::Error
     match &a.baseline {
         None => Ok(true),
         Some(p) => check_baseline(p, &a, &reports),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &str) -> Result<AnswerArgs, String> {
+        parse(line.split_whitespace().map(str::to_owned))
+    }
+
+    #[test]
+    fn parses_answerers_and_refuses_unknown_ones() {
+        let a = args("--answers --dataset d --answerers reader,extractive:1,grounded-openai --excerpt-sentences 3 --sample 50 --seed 7").unwrap();
+        assert_eq!(a.answerers, ["reader", "extractive:1", "grounded-openai"]);
+        assert_eq!(a.excerpt_sentences, Some(3));
+        assert_eq!((a.sample, a.seed), (Some(50), 7));
+        for bad in [
+            "--dataset d --answerers extractive:0",
+            "--dataset d --answerers grounded-nothing",
+            "--dataset d --excerpt-sentences 0",
+            "--answerers reader",
+        ] {
+            assert!(args(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grounded_names_wrap_their_model_in_a_reader() {
+        let mut local = None;
+        let reader = answerer("grounded-extractive", &mut local, Some(2)).unwrap();
+        assert!(
+            reader.model_id().starts_with("grounded/extractive"),
+            "{}",
+            reader.model_id()
+        );
+        let plain = answerer("extractive:2", &mut local, None).unwrap();
+        assert!(plain.model_id().starts_with("extractive"));
     }
 }

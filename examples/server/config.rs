@@ -135,10 +135,12 @@ impl Default for EmbedderConfig {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LlmConfig {
-    /// `auto` (default: `local` when the models directory has the chat
-    /// model, else `extractive`), `local` (rag-local's SmolLM2-135M),
-    /// `extractive` (no model: sentences quoted from the sources), `openai`
-    /// or `groq` (`RAG_LLM`).
+    /// `auto` (default: `reader` when llama-server and the reader model are
+    /// there, else `extractive`), `reader` (the embedded reader: the local
+    /// reader model on a llama-server child process, its replies cited and
+    /// checked by `rag::GroundedAnswerer`), `local` (rag-local's SmolLM2-135M
+    /// on candle, writing freely), `extractive` (no model: sentences quoted
+    /// from the sources), `openai` or `groq` (`RAG_LLM`).
     pub kind: String,
     /// Any OpenAI-compatible base URL (`RAG_LLM_BASE_URL`).
     pub base_url: Option<String>,
@@ -376,10 +378,10 @@ impl ServerConfig {
         }
         if !matches!(
             self.llm.kind.as_str(),
-            "auto" | "local" | "extractive" | "openai" | "groq"
+            "auto" | "reader" | "local" | "extractive" | "openai" | "groq"
         ) {
             return Err(format!(
-                "llm.kind: unknown LLM {:?} (auto, local, extractive, openai, groq)",
+                "llm.kind: unknown LLM {:?} (auto, reader, local, extractive, openai, groq)",
                 self.llm.kind
             ));
         }

@@ -159,6 +159,20 @@ impl LlamaServer {
 pub async fn start_reader(
     models_dir: &Path,
 ) -> Result<Result<(LlamaServer, Arc<dyn LlmClient>), String>, String> {
+    Ok(start_reader_model(models_dir).await?.map(|(server, chat)| {
+        (
+            server,
+            Arc::new(rag::GroundedAnswerer::new(chat)) as Arc<dyn LlmClient>,
+        )
+    }))
+}
+
+/// [`start_reader`] without the grounded answerer: the server and a plain
+/// chat client for the reader model (to wrap in a configured
+/// [`rag::GroundedAnswerer`] of your own).
+pub async fn start_reader_model(
+    models_dir: &Path,
+) -> Result<Result<(LlamaServer, Arc<dyn LlmClient>), String>, String> {
     let Some(bin) = find_llama_server() else {
         return Ok(Err(
             "no llama-server binary (scripts/services/llama-server builds one; or set RAG_LLAMA_SERVER)"
@@ -175,5 +189,5 @@ pub async fn start_reader(
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let server = LlamaServer::start(&bin, &model, READER_ALIAS, threads, 2048).await?;
     let chat = server.chat(2048).map_err(|e| e.to_string())?;
-    Ok(Ok((server, Arc::new(rag::GroundedAnswerer::new(chat)))))
+    Ok(Ok((server, chat)))
 }

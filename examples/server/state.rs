@@ -41,6 +41,9 @@ pub struct AppState {
     /// The last LLM readiness probe and when it ran (probes are cached for
     /// 30 s so that frequent `/ready` polls do not each call the model).
     pub llm_probe: Arc<tokio::sync::Mutex<Option<Probe>>>,
+    /// The embedded reader's llama-server child, for `llm.kind` `reader`
+    /// (or `auto` when it is there); it stops when the last state is dropped.
+    pub reader: Option<Arc<crate::llama::LlamaServer>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -207,11 +210,15 @@ impl LocalEmbedderModel {
 /// otherwise leaves it out with one warning. Blocking: reads up to a few
 /// hundred MB.
 pub fn load_local_models(config: &ServerConfig) -> Result<LocalLoaded, String> {
-    load_local(
-        &config.embedder.kind,
-        &config.reranker.kind,
-        &config.llm.kind,
-    )
+    // The candle chat model only when asked for: `auto` prefers the reader,
+    // then extractive answers (SmolLM2-135M writing freely measured worse
+    // than either; docs/answers.md).
+    let llm = if config.llm.kind == "local" {
+        "local"
+    } else {
+        "none"
+    };
+    load_local(&config.embedder.kind, &config.reranker.kind, llm)
 }
 
 /// [`load_local_models`] for the three kinds (`local`, `auto` or anything
@@ -293,6 +300,31 @@ impl AppState {
             move |e: rag::Error| format!("{what}: {e}")
         };
 
+        // The embedded reader: `reader` requires it; `auto` takes it when
+        // llama-server and the reader model are there.
+        let mut reader = None;
+        if matches!(config.llm.kind.as_str(), "reader" | "auto") {
+            let started = match LocalModels::from_env() {
+                Ok(models) => crate::llama::start_reader(models.dir())
+                    .await
+                    .map_err(|e| format!("llm (reader): {e}"))?,
+                Err(e) => Err(e.to_string()),
+            };
+            match started {
+                Ok((server, llm)) => {
+                    tracing::info!(url = server.base_url(), "the embedded reader is up");
+                    reader = Some((Arc::new(server), llm));
+                }
+                Err(why) if config.llm.kind == "reader" => {
+                    return Err(format!("llm (reader): {why}"));
+                }
+                Err(why) => tracing::warn!(
+                    reason = %why,
+                    "no embedded reader: answers are extractive (sentences quoted from the sources)"
+                ),
+            }
+        }
+
         // Local models (off the async threads: loading reads files).
         let local_config = config.clone();
         let local = tokio::task::spawn_blocking(move || load_local_models(&local_config))
@@ -373,9 +405,11 @@ impl AppState {
             };
 
         // LLM.
+        let reader_server = reader.as_ref().map(|(server, _)| server.clone());
         let (llm, llm_kind): (Option<Arc<dyn LlmClient>>, &str) =
             match (config.llm.kind.as_str(), local_chat) {
-                ("local" | "auto", Some(chat)) => (Some(Arc::new(chat)), "local"),
+                (_, _) if reader.is_some() => (reader.map(|(_, llm)| llm), "reader"),
+                ("local", Some(chat)) => (Some(Arc::new(chat)), "local"),
                 ("openai", _) => {
                     // The file's settings take precedence over `OPENAI_*`.
                     let (base, model) = (config.llm.base_url.clone(), config.llm.model.clone());
@@ -427,6 +461,7 @@ impl AppState {
         let rag = builder.build().map_err(err("pipeline"))?;
         let mut state = Self::from_rag(rag, config, llm_kind)?;
         state.persist = persist;
+        state.reader = reader_server;
         Ok(state)
     }
 
@@ -453,6 +488,7 @@ impl AppState {
             persist: None,
             llm_kind: llm_kind.into(),
             llm_probe: Arc::default(),
+            reader: None,
             config: Arc::new(config),
         })
     }

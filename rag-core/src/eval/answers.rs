@@ -457,7 +457,7 @@ pub struct AnswerResult {
     pub generation: Duration,
     /// End to end.
     pub total: Duration,
-    /// Tokens generated.
+    /// Tokens a model generated (0 for an extractive answer).
     pub completion_tokens: u32,
     /// The error, when the pipeline failed on this question (scored as
     /// wrong).
@@ -652,7 +652,12 @@ pub fn score_answer(query: &QaQuery, gold: &HashSet<String>, answer: &Answer) ->
         retrieval: t.condense + t.embed + t.retrieve + t.rerank + t.pack,
         generation: t.generate,
         total: t.total,
-        completion_tokens: answer.usage.completion_tokens,
+        // Extractive answers generate nothing (their usage counts words).
+        completion_tokens: if answer.extractive {
+            0
+        } else {
+            answer.usage.completion_tokens
+        },
         error: None,
     }
 }

@@ -237,23 +237,42 @@ impl ExtractiveAnswerer {
 /// Calls `f` with each sentence of `text`, whitespace collapsed, Markdown
 /// line markers (`#`, `-`, `*`, `>`) and fenced code blocks removed.
 fn split_sentences(text: &str, mut f: impl FnMut(String)) {
-    let mut in_fence = false;
+    // `None` outside a fenced block; else whether it is a shell block.
+    let mut fence: Option<bool> = None;
     let mut prose = String::with_capacity(text.len());
     for line in text.lines() {
-        // Headings are titles, not statements.
-        if line.trim_start().starts_with('#') {
-            prose.push_str("\n\n");
-            continue;
-        }
-        if line.trim_start().starts_with("```") {
-            in_fence = !in_fence;
+        let trimmed = line.trim_start();
+        if let Some(info) = trimmed.strip_prefix("```") {
+            fence = match fence {
+                Some(_) => None,
+                None => Some(matches!(
+                    info.trim(),
+                    "sh" | "bash" | "shell" | "console" | "zsh"
+                )),
+            };
             prose.push('\n');
             continue;
         }
-        if !in_fence {
-            prose.push_str(line);
+        match fence {
+            // A command line of a shell block is an answer to "how do I…"
+            // (`scripts/test   # the whole test suite`): each is a unit of
+            // its own. Other code is left out.
+            Some(true) => {
+                let command = trimmed.strip_prefix("$ ").unwrap_or(trimmed);
+                if !command.is_empty() && !command.starts_with('#') {
+                    prose.push_str("\n\n");
+                    prose.push_str(&command.split_whitespace().collect::<Vec<_>>().join(" "));
+                    prose.push_str("\n\n");
+                }
+            }
+            Some(false) => prose.push('\n'),
+            // Headings are titles, not statements.
+            None if trimmed.starts_with('#') => prose.push_str("\n\n"),
+            None => {
+                prose.push_str(line);
+                prose.push('\n');
+            }
         }
-        prose.push('\n');
     }
     for block in prose.split("\n\n") {
         let lines: Vec<&str> = block
@@ -439,6 +458,24 @@ mod tests {
             .collect();
         assert_eq!(joined, text);
         assert!(matches!(streamed.last(), Some(ChatDelta::Finish { .. })));
+    }
+
+    #[test]
+    fn shell_command_lines_are_sentences_other_code_is_not() {
+        let text = "Two commands:\n\n```sh\n$ scripts/quickstart    # the main job\n\
+                    scripts/test          # the whole test suite\n# a comment line\n```\n\n\
+                    ```rust\nlet suite = test();\n```\nThe suite runs in CI.";
+        let mut got = Vec::new();
+        split_sentences(text, |s| got.push(s));
+        assert_eq!(
+            got,
+            [
+                "Two commands:",
+                "scripts/quickstart # the main job",
+                "scripts/test # the whole test suite",
+                "The suite runs in CI.",
+            ]
+        );
     }
 
     #[tokio::test]

@@ -28,8 +28,10 @@ like: Denver Broncos [2]. If no excerpt answers the question, reply: I do not kn
 /// ranks them), asks the model for the shortest phrase of those sentences
 /// that answers, and checks the reply before returning it:
 ///
-/// * a reply without a valid citation is attributed to the excerpt that
-///   contains it (or shares most of its words);
+/// * a reply is cited to the best-ranked excerpt that contains it, whatever
+///   number the model wrote (a small model often cites a neighbour); else to
+///   the existing sources it cites; else to the source sharing most of its
+///   words;
 /// * a reply whose content words are not found in the source it cites (a
 ///   share below [`with_min_support`](Self::with_min_support)), or that
 ///   declines to answer, is replaced by the extractive answer: the best
@@ -86,7 +88,7 @@ impl GroundedAnswerer {
     /// Every model id of this answerer starts with this.
     pub const MODEL_ID_PREFIX: &'static str = "grounded";
 
-    /// A reader on `model`: 5 excerpt sentences, answers of at most 48
+    /// A reader on `model`: 8 excerpt sentences, answers of at most 48
     /// tokens, at least 0.75 of the answer's content words in the cited
     /// source.
     pub fn new(model: Arc<dyn LlmClient>) -> Self {
@@ -96,7 +98,7 @@ impl GroundedAnswerer {
             extractive: ExtractiveAnswerer::default(),
             fallback: ExtractiveAnswerer::default().with_max_sentences(1),
             model_id,
-            excerpt_sentences: 5,
+            excerpt_sentences: 8,
             max_answer_tokens: 48,
             min_support: 0.75,
             analyzer: Analyzer::default(),
@@ -127,12 +129,16 @@ impl GroundedAnswerer {
         &self.model
     }
 
-    /// The excerpts (best sentences, grouped by source in document order)
-    /// and the request the model gets; `None` without sources.
+    /// The excerpts (best sentences, best first) and the request the model
+    /// gets, which shows them grouped by source in document order; `None`
+    /// without sources.
     fn reader_request(&self, request: &ChatRequest) -> Option<(Vec<RankedSentence>, ChatRequest)> {
         let mut best = self.extractive.ranked_sentences(request)?;
         best.truncate(self.excerpt_sentences);
-        best.sort_by_key(|s| (s.source, s.order));
+        // The model reads them by source, in document order; `best` stays
+        // best first for the citation check.
+        let mut shown = best.clone();
+        shown.sort_by_key(|s| (s.source, s.order));
         let question = request
             .messages
             .iter()
@@ -142,7 +148,7 @@ impl GroundedAnswerer {
             .unwrap_or_default();
         let mut system = INSTRUCTIONS.to_owned();
         let mut last = None;
-        for s in &best {
+        for s in &shown {
             if last == Some(s.source) {
                 system.push(' ');
             } else {
@@ -196,27 +202,30 @@ impl GroundedAnswerer {
             let known: HashSet<String> = self.analyzer.terms(body).into_iter().collect();
             terms.iter().filter(|t| known.contains(*t)).count() as f64 / terms.len() as f64
         };
-        // The cited sources that exist; else the excerpt that contains the
-        // reply, else the source that supports it best.
-        let mut valid: Vec<usize> = cited
-            .into_iter()
-            .filter(|n| sources.iter().any(|(m, _)| m == n))
-            .collect();
+        // The source of the best-ranked excerpt that contains the reply
+        // (a small model often cites a neighbouring excerpt); else the
+        // cited sources that exist; else the source that supports it best.
+        let lower = text.to_lowercase();
+        let containing = excerpts
+            .iter()
+            .find(|s| s.text.to_lowercase().contains(&lower))
+            .map(|s| s.source);
+        let mut valid: Vec<usize> = match containing {
+            Some(n) => vec![n],
+            None => cited
+                .into_iter()
+                .filter(|n| sources.iter().any(|(m, _)| m == n))
+                .collect(),
+        };
         valid.dedup();
         if valid.is_empty() {
-            let lower = text.to_lowercase();
-            let containing = excerpts
-                .iter()
-                .find(|s| s.text.to_lowercase().contains(&lower))
-                .map(|s| s.source);
-            let best = containing.or_else(|| {
+            valid.extend(
                 sources
                     .iter()
                     .map(|(n, _)| (*n, support(*n)))
                     .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-                    .map(|(n, _)| n)
-            });
-            valid.extend(best);
+                    .map(|(n, _)| n),
+            );
         }
         let supported = valid.iter().map(|n| support(*n)).fold(0.0, f64::max);
         if supported < self.min_support {
@@ -404,11 +413,12 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_reply_without_a_valid_citation_is_attributed_to_its_excerpt() {
+    async fn a_reply_is_cited_to_the_excerpt_that_contains_it() {
         for reply in [
             "Denver Broncos",
             "\"Denver Broncos.\"",
             "Denver Broncos [7]",
+            "Denver Broncos [1]",
         ] {
             let (_, a, req) = ask(reply, "Who won Super Bowl 50?");
             assert_eq!(

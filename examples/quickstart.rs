@@ -5,9 +5,12 @@
 //! `scripts/fetch-models` has put them in the models directory
 //! (`RAG_MODELS_DIR`, else `~/.cache/rag/models`): the bge-small-en-v1.5
 //! embedder (chunks of 512 tokens, hybrid retrieval with weighted fusion:
-//! the configuration that measured best on SciFact) and SmolLM2-135M-Instruct
-//! answering; `--rerank` adds the ms-marco cross-encoder. Without them it falls back to `HashEmbedder` and extractive
-//! answers, with a one-line notice. No network, no API key, no server.
+//! the configuration that measured best on SciFact) and the embedded reader
+//! answering (Qwen2.5-Coder-0.5B-Instruct on a `llama-server` child process,
+//! when `scripts/services/llama-server` has built it; else extractive
+//! answers); `--rerank` adds the ms-marco cross-encoder. Without the models
+//! it falls back to `HashEmbedder` and extractive answers, with a one-line
+//! notice. No network, no API key, no server.
 //! Ingestion is idempotent: a second run finds the documents already stored
 //! and skips them. When `GROQ_API_KEY` is set it generates answers with
 //! `GroqChat`; when `OPENAI_API_KEY` or `OPENAI_BASE_URL` is set (any
@@ -25,7 +28,7 @@
 //! cargo run -p rag-examples --bin quickstart -- --rerank               # + the cross-encoder
 //! ```
 //!
-//! It reads the Markdown files (the READMEs of the workspace and its crates)
+//! It reads the Markdown files (the READMEs, `docs/` and the crate READMEs)
 //! under the workspace root, or under `--docs`. Each embedder gets its own
 //! store directory under `--data` (`rag-data/bge-small-en-v1-5-384`, say), so
 //! fetching the models later does not meet vectors of another dimension.

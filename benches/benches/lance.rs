@@ -95,7 +95,7 @@ fn main() {
                 .enumerate()
                 .map(|(i, v)| chunk(b * 5_000 + i, v.clone()))
                 .collect();
-            rt.block_on(store.upsert(&ns, batch)).expect("upsert");
+            rt.block_on(store.upsert(&ns, &batch)).expect("upsert");
         }
         let load = start.elapsed().as_secs_f64();
         let t = Instant::now();
@@ -268,8 +268,7 @@ fn main() {
     g.throughput(Throughput::Elements(500));
     g.sample_size(10);
     g.bench_function("upsert_500_chunks", |b| {
-        b.to_async(&rt)
-            .iter(|| store.upsert(&scratch, batch.clone()))
+        b.to_async(&rt).iter(|| store.upsert(&scratch, &batch))
     });
     g.finish();
     rt.block_on(store.delete_namespace(&scratch))

@@ -29,11 +29,11 @@ fn build(n: usize, rt: &tokio::runtime::Runtime) -> (MemoryVectorStore, Vec<f32>
         flat.extend_from_slice(&v);
         batch.push(EmbeddedChunk { chunk, vector: v });
         if batch.len() == 1000 {
-            rt.block_on(store.upsert(&ns, std::mem::take(&mut batch)))
+            rt.block_on(store.upsert(&ns, &std::mem::take(&mut batch)))
                 .expect("upsert");
         }
     }
-    rt.block_on(store.upsert(&ns, batch)).expect("upsert");
+    rt.block_on(store.upsert(&ns, &batch)).expect("upsert");
     let queries = (0..16)
         .map(|_| {
             format!(

@@ -80,7 +80,7 @@ fn main() {
                 .enumerate()
                 .map(|(i, v)| chunk(b * 1_000 + i, &texts[b * 1_000 + i], v.clone()))
                 .collect();
-            rt.block_on(store.upsert(&ns, batch)).expect("upsert");
+            rt.block_on(store.upsert(&ns, &batch)).expect("upsert");
         }
         let secs = start.elapsed().as_secs_f64();
         eprintln!(
@@ -243,8 +243,7 @@ fn main() {
     g.throughput(Throughput::Elements(500));
     g.sample_size(10);
     g.bench_function("upsert_500_chunks", |b| {
-        b.to_async(&rt)
-            .iter(|| store.upsert(&scratch, batch.clone()))
+        b.to_async(&rt).iter(|| store.upsert(&scratch, &batch))
     });
     g.finish();
     rt.block_on(store.delete_namespace(&scratch))

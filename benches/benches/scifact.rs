@@ -246,7 +246,7 @@ fn bench_scifact(c: &mut Criterion) {
                         while let Some(next) = rows.next_if(|r| r.chunk.document_id == doc) {
                             batch.push(next);
                         }
-                        store.upsert(&ns, batch).await.expect("upsert");
+                        store.upsert(&ns, &batch).await.expect("upsert");
                     }
                 });
                 store

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Reference retrieval runs on a BEIR-format dataset, scored with pytrec_eval
-(the trec_eval that BEIR uses), for the README's side-by-side table:
+(the trec_eval that BEIR uses), for the side-by-side table of docs/evaluation.md:
 
   bm25s (English stemming + stop words, k1 1.5, b 0.75, its defaults)
   rank_bm25 BM25Okapi (lower-cased word tokens, Snowball stems, its defaults)

@@ -2,6 +2,34 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Tokens counted for each message on top of its content (its role and
+/// delimiters: OpenAI's accounting for its chat models counts 3 or 4; 4 is
+/// the upper bound).
+pub const MESSAGE_OVERHEAD_TOKENS: usize = 4;
+/// Tokens counted once per prompt for priming the reply.
+pub const REPLY_PRIMING_TOKENS: usize = 3;
+
+/// The tokens a prompt of these messages takes, with `count` counting the
+/// tokens of a text: each message's content plus
+/// [`MESSAGE_OVERHEAD_TOKENS`], plus [`REPLY_PRIMING_TOKENS`]. The one rule
+/// the pipeline packs by, client-side rate limits charge by and the
+/// OpenAI-compatible client reports when a server sends no usage.
+///
+/// ```
+/// use rag_core::chat::{Message, prompt_tokens};
+///
+/// let words = |text: &str| text.split_whitespace().count();
+/// let messages = [Message::system("Be brief."), Message::user("Why is the sky blue?")];
+/// assert_eq!(prompt_tokens(&messages, words), (2 + 4) + (5 + 4) + 3);
+/// ```
+pub fn prompt_tokens(messages: &[Message], mut count: impl FnMut(&str) -> usize) -> usize {
+    messages
+        .iter()
+        .map(|m| count(&m.content) + MESSAGE_OVERHEAD_TOKENS)
+        .sum::<usize>()
+        + REPLY_PRIMING_TOKENS
+}
+
 /// Who wrote a message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

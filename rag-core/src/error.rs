@@ -5,10 +5,16 @@
 //! the variant to decide what to do, and layers such as retry ask
 //! [`Error::is_retryable`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A boxed error usable as a `source`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A shared error: the `source` an [`Error`] keeps, so that errors are
+/// `Clone` (one failure reported for every document of a batch, a cached
+/// outcome handed to several waiters).
+pub type SharedError = Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// `Result` with [`Error`] as the error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -18,7 +24,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Variants carry meaning, not the backend they came from: a missing session
 /// is [`Error::NotFound`] whether it lived in memory or in PostgreSQL. Messages
 /// never contain secrets (API keys, passwords) and never contain document text.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The caller passed something malformed: an empty document, a filter on
@@ -100,7 +106,7 @@ pub enum Error {
         message: String,
         /// The backend's own error.
         #[source]
-        source: Option<BoxError>,
+        source: Option<SharedError>,
     },
 
     /// A retry layer gave up; `last` is the error of the final attempt.
@@ -175,7 +181,7 @@ impl Error {
             backend: backend.into(),
             retryable,
             message: message.into(),
-            source: Some(source.into()),
+            source: Some(Arc::from(source.into())),
         }
     }
 
@@ -222,6 +228,28 @@ impl Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cloned_error_keeps_its_variant_message_and_source() {
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "peer reset");
+        let e = Error::RetriesExhausted {
+            attempts: 3,
+            last: Box::new(Error::backend_with_source(
+                "pgvector",
+                true,
+                "query failed",
+                io,
+            )),
+        };
+        let copy = e.clone();
+        assert_eq!(copy.to_string(), e.to_string());
+        assert!(copy.is_retryable() == e.is_retryable());
+        let Error::RetriesExhausted { last, .. } = &copy else {
+            panic!("variant kept: {copy:?}")
+        };
+        let source = std::error::Error::source(last.as_ref()).expect("the source is kept");
+        assert_eq!(source.to_string(), "peer reset");
+    }
 
     #[test]
     fn retryable_classification() {

@@ -24,17 +24,17 @@ mod types;
 pub use chat::{ChatDelta, ChatRequest, ChatResponse, FinishReason, Message, Role, Usage};
 pub use chunking::{AutoChunker, ChunkSize, MarkdownChunker, TextChunker, TokenEncoding};
 pub use embed::HashEmbedder;
-pub use error::{BoxError, Error, Result};
+pub use error::{BoxError, Error, Result, SharedError};
 pub use filter::{Field, Filter, FilterOp, Scalar};
 pub use layers::{
-    AnswerCacheConfig, BreakerConfig, CachedEmbedder, CircuitBreaker, EmbedCacheConfig, Fallback,
-    Instrumented, PromptGuard, RateLimit, RateLimitConfig, Retry, RetryPolicy, Timeout,
+    BreakerConfig, CachedEmbedder, CircuitBreaker, EmbedCacheConfig, Fallback, Instrumented,
+    RateLimit, RateLimitConfig, Retry, RetryPolicy, Timeout,
 };
 pub use memory::{MemorySessionStore, MemoryVectorStore};
 pub use pipeline::{
-    Answer, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer, GroundedAnswerer,
-    IngestOptions, IngestReport, LoadOptions, LoadReport, PromptTemplate, Rag, RagBuilder,
-    RagConfig, Source, TokenBudget, Trace, load_path,
+    Answer, AnswerCacheConfig, Ask, AskEvent, AskStream, Citation, ExtractiveAnswerer,
+    GroundedAnswerer, IngestOptions, IngestReport, LoadOptions, LoadReport, PromptGuard,
+    PromptTemplate, Rag, RagBuilder, RagConfig, Source, TokenBudget, Trace, load_path,
 };
 pub use search::{Capabilities, Distance, Fusion, ScoredChunk, SearchMode, SearchRequest};
 pub use session::{NewSession, Session, SessionId, StoredMessage};

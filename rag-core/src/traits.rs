@@ -83,7 +83,7 @@ pub trait VectorStore: Send + Sync + Debug {
     fn capabilities(&self) -> Capabilities;
 
     /// Inserts or replaces documents' chunks (see the contract above).
-    async fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()>;
+    async fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()>;
 
     /// Searches; results best-first, at most `top_k`.
     async fn search(
@@ -203,7 +203,7 @@ macro_rules! forward_impls {
         #[deny(clippy::missing_trait_methods)]
         impl<T: VectorStore + ?Sized> VectorStore for $ptr<T> {
             fn capabilities(&self) -> Capabilities { (**self).capabilities() }
-            async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> { (**self).upsert(ns, chunks).await }
+            async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> { (**self).upsert(ns, &chunks).await }
             async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> { (**self).search(ns, req).await }
             async fn delete_document(&self, ns: &Namespace, id: &DocumentId) -> Result<usize> { (**self).delete_document(ns, id).await }
             async fn document_hashes(&self, ns: &Namespace, ids: &[DocumentId]) -> Result<Vec<(DocumentId, String)>> { (**self).document_hashes(ns, ids).await }

@@ -154,7 +154,7 @@ proptest! {
                 let id = format!("d{i}");
                 let chunks = doc_chunks(&id, &["text"], Value::Object(m.clone()), 8, i);
                 docs.push((id, chunks[0].chunk.clone()));
-                store.upsert(&ns, chunks).await.unwrap();
+                store.upsert(&ns, &chunks).await.unwrap();
             }
             for f in &filters {
                 let expected: BTreeSet<String> = docs

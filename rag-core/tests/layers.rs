@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use rag_core::layers::{
-    AnswerCacheConfig, BreakerConfig, BreakerState, CachedEmbedder, CircuitBreaker,
-    EmbedCacheConfig, Fallback, GuardClassifier, Instrumented, Layer, LayerExt, PromptGuard,
-    RateLimit, RateLimitConfig, Retry, RetryLayer, RetryPolicy, Timeout, TimeoutLayer,
+    BreakerConfig, BreakerState, CachedEmbedder, CircuitBreaker, EmbedCacheConfig, Fallback,
+    Instrumented, Layer, LayerExt, RateLimit, RateLimitConfig, Retry, RetryLayer, RetryPolicy,
+    Timeout, TimeoutLayer,
 };
+use rag_core::pipeline::{AnswerCacheConfig, GuardClassifier, PromptGuard};
 use rag_core::testkit::{ScriptedLlm, Step, embedder, llm, session_store, vector_store};
 use rag_core::{
     Ask, ChatDelta, ChatRequest, ChatResponse, ChatStream, Document, Embedder, Error, HashEmbedder,

@@ -73,13 +73,15 @@ mod broken {
         fn capabilities(&self) -> Capabilities {
             self.inner.capabilities()
         }
-        async fn upsert(&self, ns: &Namespace, mut chunks: Vec<EmbeddedChunk>) -> Result<()> {
+        async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
             if let Bug::AppendsInsteadOfReplacing = self.bug {
                 // Give each chunk a fresh document id so old chunks survive.
-                for c in &mut chunks {
+                let mut renamed = chunks.to_vec();
+                for c in &mut renamed {
                     c.chunk.document_id =
                         DocumentId::new(format!("{}#{}", c.chunk.document_id, c.chunk.id))?;
                 }
+                return self.inner.upsert(&self.ns(ns), &renamed).await;
             }
             self.inner.upsert(&self.ns(ns), chunks).await
         }

@@ -471,7 +471,7 @@ impl VectorStore for DenseOnly {
         caps.backend = "dense-only".into();
         caps
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         self.0.upsert(ns, chunks).await
     }
     async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {
@@ -916,7 +916,7 @@ impl VectorStore for LoggingStore {
         caps.upsert_batch_documents = self.batch;
         caps
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         let mut docs: Vec<&str> = chunks
             .iter()
             .map(|c| c.chunk.document_id.as_str())

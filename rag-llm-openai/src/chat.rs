@@ -209,13 +209,10 @@ impl OpenAiChat {
     }
 }
 
+/// The prompt's tokens by the rule the pipeline packs with
+/// ([`rag_core::chat::prompt_tokens`]).
 pub(crate) fn count_prompt(encoding: TokenEncoding, messages: &[Message]) -> usize {
-    // OpenAI's cookbook: 3 tokens of framing per message, 3 to prime the reply.
-    messages
-        .iter()
-        .map(|m| encoding.count(&m.content) + 4)
-        .sum::<usize>()
-        + 3
+    rag_core::chat::prompt_tokens(messages, |text| encoding.count(text))
 }
 
 pub(crate) fn saturate(n: usize) -> u32 {

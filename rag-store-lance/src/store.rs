@@ -14,7 +14,7 @@ use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
 use lancedb::query::{ExecutableQuery, QueryBase, Select};
 use lancedb::table::{CompactionOptions, OptimizeAction, OptimizeOptions};
 use lancedb::{Connection, Table};
-use rag_core::search::{fuse, validate_vector};
+use rag_core::search::{fuse, validate_upsert};
 use rag_core::{
     Capabilities, Chunk, ChunkId, Distance, DocumentId, DocumentInfo, EmbeddedChunk, Error,
     FilterOp, Namespace, Result, ScoredChunk, SearchMode, SearchRequest, VectorStore,
@@ -303,23 +303,6 @@ impl LanceVectorStore {
         })
     }
 
-    fn check_batch(&self, chunks: &[EmbeddedChunk]) -> Result<()> {
-        for (i, c) in chunks.iter().enumerate() {
-            validate_vector(&c.vector, Some(self.config.dimensions))
-                .map_err(|e| Error::invalid_input(format!("chunk {i}: {e}")))?;
-            if c.chunk.id.as_str().is_empty() {
-                return Err(Error::invalid_input(format!("chunk {i}: empty chunk id")));
-            }
-            if c.chunk.byte_range.start > c.chunk.byte_range.end {
-                return Err(Error::invalid_input(format!(
-                    "chunk {i}: byte range {:?} is reversed",
-                    c.chunk.byte_range
-                )));
-            }
-        }
-        Ok(())
-    }
-
     /// Creates the full-text index when missing (the caller holds the
     /// table's write lock).
     async fn ensure_fts(&self, h: &TableHandle) -> Result<()> {
@@ -576,33 +559,18 @@ impl VectorStore for LanceVectorStore {
         caps
     }
 
-    async fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        self.check_batch(&chunks)?;
-        // Last occurrence of a chunk id wins.
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(chunks.len());
-        for (i, c) in chunks.iter().enumerate() {
-            last.insert(c.chunk.id.as_str(), i);
-        }
-        let rows: Vec<EmbeddedChunk> = if last.len() == chunks.len() {
-            chunks
-        } else {
-            let keep: HashSet<usize> = last.into_values().collect();
-            chunks
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| keep.contains(i))
-                .map(|(_, c)| c)
-                .collect()
-        };
+        validate_upsert(chunks, Some(self.config.dimensions))?;
+        let rows = chunks;
         let docs: BTreeMap<&str, ()> = rows
             .iter()
             .map(|c| (c.chunk.document_id.as_str(), ()))
             .collect();
         let replaced = in_list("document_id", docs.keys().copied());
-        let batch = schema::to_batch(&rows, self.config.dimensions)?;
+        let batch = schema::to_batch(rows, self.config.dimensions)?;
         let h = self.handle_or_create(namespace).await?;
         let mut vector_built = h.write.lock().await;
         let reader = RecordBatchIterator::new([Ok(batch)], schema::schema(self.config.dimensions));

@@ -40,7 +40,7 @@ async fn data_survives_a_restart() {
         store
             .upsert(
                 &a,
-                doc_chunks(
+                &doc_chunks(
                     "d1",
                     &["rotate keys monthly", "audit logs weekly"],
                     json!({"team": "ops"}),
@@ -51,7 +51,7 @@ async fn data_survives_a_restart() {
             .await
             .expect("upsert");
         store
-            .upsert(&b, doc_chunks("d2", &["other tenant"], json!({}), D, 3))
+            .upsert(&b, &doc_chunks("d2", &["other tenant"], json!({}), D, 3))
             .await
             .expect("upsert");
     } // dropped: the "process" ends
@@ -116,7 +116,7 @@ async fn incompatible_schemas_are_refused_and_left_alone() {
         store
             .upsert(
                 &Namespace::default(),
-                doc_chunks("d", &["x"], json!({}), D, 0),
+                &doc_chunks("d", &["x"], json!({}), D, 0),
             )
             .await
             .expect("upsert");
@@ -182,11 +182,11 @@ async fn keyword_search_is_current_after_upserts_and_deletes() {
         }
     };
     store
-        .upsert(&n, doc_chunks("a", &["alpha particles"], json!({}), D, 0))
+        .upsert(&n, &doc_chunks("a", &["alpha particles"], json!({}), D, 0))
         .await
         .expect("upsert a");
     store
-        .upsert(&n, doc_chunks("b", &["bravo company"], json!({}), D, 1))
+        .upsert(&n, &doc_chunks("b", &["bravo company"], json!({}), D, 1))
         .await
         .expect("upsert b");
     assert_eq!(kw("bravo").await, BTreeSet::from(["b".to_owned()]));
@@ -201,7 +201,7 @@ async fn keyword_search_is_current_after_upserts_and_deletes() {
     assert!(kw("bravo").await.is_empty(), "deleted doc still found");
     // Replace a's text: the old words go, the new ones come.
     store
-        .upsert(&n, doc_chunks("a", &["charlie horse"], json!({}), D, 0))
+        .upsert(&n, &doc_chunks("a", &["charlie horse"], json!({}), D, 0))
         .await
         .expect("replace a");
     assert!(kw("alpha").await.is_empty(), "replaced text still found");
@@ -234,8 +234,8 @@ async fn recall_with(kind: VectorIndexKind) -> f64 {
             c[0].vector = random_unit(i as u64, 32);
             batch.extend(c);
         }
-        store.upsert(&n, batch.clone()).await.expect("upsert");
-        exact.upsert(&n, batch).await.expect("upsert memory");
+        store.upsert(&n, &batch).await.expect("upsert");
+        exact.upsert(&n, &batch).await.expect("upsert memory");
     }
     let table = store.table(&n).await.expect("table").expect("exists");
     let indices = table.list_indices().await.expect("indices");
@@ -294,7 +294,7 @@ async fn optimize_compacts_and_prunes_without_losing_data() {
         store
             .upsert(
                 &n,
-                doc_chunks(
+                &doc_chunks(
                     &format!("m{i}"),
                     &["maintenance words"],
                     json!({"i": i}),
@@ -338,7 +338,7 @@ async fn readers_never_see_half_replaced_documents() {
         let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
         doc_chunks("doc", &parts, json!({"v": v}), D, v)
     };
-    store.upsert(&n, version(0)).await.expect("first version");
+    store.upsert(&n, &version(0)).await.expect("first version");
     let stop = Arc::new(AtomicBool::new(false));
     let reader = {
         let (store, n, stop) = (store.clone(), n.clone(), stop.clone());
@@ -366,7 +366,7 @@ async fn readers_never_see_half_replaced_documents() {
         })
     };
     for v in 1..12 {
-        store.upsert(&n, version(v)).await.expect("replace");
+        store.upsert(&n, &version(v)).await.expect("replace");
     }
     stop.store(true, Ordering::Relaxed);
     let reads = reader.await.expect("reader");
@@ -382,7 +382,7 @@ async fn build_indexes_needs_enough_rows() {
     let e = store.build_indexes(&n).await.expect_err("no table");
     assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
     store
-        .upsert(&n, doc_chunks("d", &["x"], json!({}), D, 0))
+        .upsert(&n, &doc_chunks("d", &["x"], json!({}), D, 0))
         .await
         .expect("upsert");
     let e = store.build_indexes(&n).await.expect_err("too small");

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use pgvector::Vector;
 use rag_core::filter::FilterOp;
-use rag_core::search::{MAX_TOP_K, fuse, validate_vector};
+use rag_core::search::{MAX_TOP_K, fuse, validate_upsert};
 use rag_core::{
     Capabilities, Chunk, ChunkId, Distance, DocumentId, DocumentInfo, EmbeddedChunk, Error,
     Metadata, Namespace, Result, ScoredChunk, SearchMode, SearchRequest, VectorStore,
@@ -403,11 +403,11 @@ impl PgVectorStore {
         }
     }
 
-    /// Checks a batch before anything is sent.
+    /// Checks a batch before anything is sent: the checks of every store
+    /// ([`validate_upsert`]), then PostgreSQL's own limits.
     fn check_batch(&self, chunks: &[EmbeddedChunk]) -> Result<()> {
+        validate_upsert(chunks, Some(self.config.dimensions))?;
         for (i, c) in chunks.iter().enumerate() {
-            validate_vector(&c.vector, Some(self.config.dimensions))
-                .map_err(|e| Error::invalid_input(format!("chunk {i}: {e}")))?;
             let ch = &c.chunk;
             if ch.text.contains('\0') || ch.source.contains('\0') || ch.document_hash.contains('\0')
             {
@@ -595,23 +595,13 @@ impl VectorStore for PgVectorStore {
         caps
     }
 
-    async fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        self.check_batch(&chunks)?;
-        // Last occurrence of a chunk id wins (one INSERT cannot touch a row
-        // twice).
-        let mut last: HashMap<&str, usize> = HashMap::with_capacity(chunks.len());
-        for (i, c) in chunks.iter().enumerate() {
-            last.insert(c.chunk.id.as_str(), i);
-        }
-        let rows: Vec<&EmbeddedChunk> = chunks
-            .iter()
-            .enumerate()
-            .filter(|(i, c)| last.get(c.chunk.id.as_str()) == Some(i))
-            .map(|(_, c)| c)
-            .collect();
+        // Each chunk id once (checked), as one INSERT cannot touch a row twice.
+        self.check_batch(chunks)?;
+        let rows: Vec<&EmbeddedChunk> = chunks.iter().collect();
         let mut docs: Vec<&str> = rows.iter().map(|c| c.chunk.document_id.as_str()).collect();
         docs.sort_unstable();
         docs.dedup();

@@ -99,7 +99,7 @@ async fn ten_thousand_chunks_while_searching() {
             D,
             |i| json!({"bucket": i % 7}),
         );
-        store.upsert(&ns, batch).await.expect("batch upsert");
+        store.upsert(&ns, &batch).await.expect("batch upsert");
     }
     done.store(true, Ordering::Relaxed);
     reader.await.expect("reader task");
@@ -131,7 +131,7 @@ async fn readers_never_see_half_a_document() {
         let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
         doc_chunks("doc", &refs, json!({"v": v}), D, 0)
     };
-    store.upsert(&ns, version(0)).await.expect("v0");
+    store.upsert(&ns, &version(0)).await.expect("v0");
     let done = Arc::new(AtomicBool::new(false));
     let reader = {
         let (store, ns, done) = (store.clone(), ns.clone(), done.clone());
@@ -158,7 +158,7 @@ async fn readers_never_see_half_a_document() {
         })
     };
     for v in 1..=30 {
-        store.upsert(&ns, version(v)).await.expect("replace");
+        store.upsert(&ns, &version(v)).await.expect("replace");
     }
     done.store(true, Ordering::Relaxed);
     assert!(reader.await.expect("reader") > 0);
@@ -190,7 +190,7 @@ async fn killed_connection_mid_batch_rolls_back() {
         doc_chunks("big", &refs, json!({"v": 1}), D, 0)
     };
     let old_ids: Vec<_> = old.iter().map(|c| c.chunk.id.clone()).collect();
-    store.upsert(&ns, old).await.expect("old version");
+    store.upsert(&ns, &old).await.expect("old version");
 
     // A new version big enough to take a while (hundreds of statements).
     let new: Vec<EmbeddedChunk> = {
@@ -204,7 +204,7 @@ async fn killed_connection_mid_batch_rolls_back() {
     };
     let writer = {
         let (store, ns) = (store.clone(), ns.clone());
-        tokio::spawn(async move { store.upsert(&ns, new).await })
+        tokio::spawn(async move { store.upsert(&ns, &new).await })
     };
     // From another connection: find the backend inserting into our table,
     // then terminate it.
@@ -301,7 +301,7 @@ async fn ef_search_is_honoured() {
         .expect("store");
     let ns = fresh_namespace("efs");
     store
-        .upsert(&ns, docs("d", 0..N, D, |_| json!({})))
+        .upsert(&ns, &docs("d", 0..N, D, |_| json!({})))
         .await
         .expect("upsert");
     let vectors: Vec<Vec<f32>> = (0..N).map(|i| random_unit(i as u64 + 1, D)).collect();
@@ -387,7 +387,7 @@ async fn iterative_scan_fills_top_k_under_selective_filter() {
     let ns = fresh_namespace("iter");
     // 30 rare documents (0.6 %), anywhere in the space.
     relaxed
-        .upsert(&ns, docs("d", 0..N, D, |i| json!({"rare": i % 167 == 0})))
+        .upsert(&ns, &docs("d", 0..N, D, |i| json!({"rare": i % 167 == 0})))
         .await
         .expect("upsert");
     let rare = Filter::eq("rare", true);

@@ -15,7 +15,7 @@ use qdrant_client::qdrant::{
     points_selector, points_update_operation, vectors_config, with_payload_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};
-use rag_core::search::{MAX_TOP_K, fuse, validate_vector};
+use rag_core::search::{MAX_TOP_K, fuse, validate_upsert};
 use rag_core::text::Analyzer;
 use rag_core::{
     Capabilities, Chunk, ChunkId, Distance, DocumentId, DocumentInfo, EmbeddedChunk, Error,
@@ -489,17 +489,6 @@ impl QdrantStore {
         guards
     }
 
-    fn check_batch(&self, chunks: &[EmbeddedChunk]) -> Result<()> {
-        for (i, c) in chunks.iter().enumerate() {
-            validate_vector(&c.vector, Some(self.config.dimensions))
-                .map_err(|e| Error::invalid_input(format!("chunk {i} ({}): {e}", c.chunk.id)))?;
-            if c.chunk.id.as_str().is_empty() {
-                return Err(Error::invalid_input(format!("chunk {i} has an empty id")));
-            }
-        }
-        Ok(())
-    }
-
     fn search_params(&self) -> SearchParams {
         SearchParams {
             hnsw_ef: Some(self.config.hnsw.ef),
@@ -861,19 +850,19 @@ impl VectorStore for QdrantStore {
         caps
     }
 
-    async fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
-        self.check_batch(&chunks)?;
+        validate_upsert(chunks, Some(self.config.dimensions))?;
         let docs: BTreeSet<DocumentId> =
             chunks.iter().map(|c| c.chunk.document_id.clone()).collect();
         let points: Vec<PointStruct> = chunks
-            .into_iter()
+            .iter()
             .map(|c| {
                 let sparse =
                     schema::document_sparse(&self.analyzer, &self.config.bm25, &c.chunk.text);
-                schema::point(namespace, &c.chunk, c.vector, sparse)
+                schema::point(namespace, &c.chunk, c.vector.clone(), sparse)
             })
             .collect();
         let collection = self.collection_name(namespace);

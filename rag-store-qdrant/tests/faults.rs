@@ -89,11 +89,11 @@ async fn server_killed_mid_ingest() {
         .expect("connect");
     let ns = fresh_namespace("faults");
     store
-        .upsert(&ns, big_doc("kept", 1, 30))
+        .upsert(&ns, &big_doc("kept", 1, 30))
         .await
         .expect("kept");
     store
-        .upsert(&ns, big_doc("victim", 1, 400))
+        .upsert(&ns, &big_doc("victim", 1, 400))
         .await
         .expect("victim v1");
     let v1_hash = big_doc("victim", 1, 400)[0].chunk.document_hash.clone();
@@ -105,7 +105,7 @@ async fn server_killed_mid_ingest() {
         let s2 = store.clone();
         let ns2 = ns.clone();
         let handle =
-            tokio::spawn(async move { s2.upsert(&ns2, big_doc("victim", 2, 6_000)).await });
+            tokio::spawn(async move { s2.upsert(&ns2, &big_doc("victim", 2, 6_000)).await });
         // Kill once part of the new version has landed (the old version's
         // points are deleted only after the last batch).
         let started = std::time::Instant::now();
@@ -172,7 +172,7 @@ async fn server_killed_mid_ingest() {
     // Ingestion writes it again (its hash differs from v2's unless it
     // already is v2), which leaves exactly the new version.
     store
-        .upsert(&ns, big_doc("victim", 2, 6_000))
+        .upsert(&ns, &big_doc("victim", 2, 6_000))
         .await
         .expect("repair");
     assert_eq!(store.count(&ns).await.expect("count"), 6_030);

@@ -51,7 +51,7 @@ fn corpus(texts: &[String], d: usize) -> Vec<Vec<EmbeddedChunk>> {
 
 async fn load(store: &dyn VectorStore, ns: &rag_core::Namespace, docs: Vec<Vec<EmbeddedChunk>>) {
     for doc in docs {
-        store.upsert(ns, doc).await.expect("upsert");
+        store.upsert(ns, &doc).await.expect("upsert");
     }
 }
 
@@ -189,12 +189,12 @@ async fn multi_batch_document_is_replaced_whole() {
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     let v1 = doc_chunks("big", &parts, json!({"v": 1}), 16, 0);
     let old: Vec<ChunkId> = v1.iter().map(|c| c.chunk.id.clone()).collect();
-    store.upsert(&ns, v1).await.expect("v1");
+    store.upsert(&ns, &v1).await.expect("v1");
     assert_eq!(store.count(&ns).await.expect("count"), 50);
     let parts: Vec<String> = (0..20).map(|i| format!("new part {i} giraffe")).collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     store
-        .upsert(&ns, doc_chunks("big", &parts, json!({"v": 2}), 16, 0))
+        .upsert(&ns, &doc_chunks("big", &parts, json!({"v": 2}), 16, 0))
         .await
         .expect("v2");
     assert_eq!(store.count(&ns).await.expect("count"), 20);
@@ -228,7 +228,7 @@ async fn interrupted_write_is_reported_and_repaired() {
     let store = common::store(&url, "repair", |c| c).await;
     let ns = fresh_namespace("repair");
     let v1 = doc_chunks("doc", &["one", "two", "three"], json!({"v": 1}), 16, 0);
-    store.upsert(&ns, v1).await.expect("v1");
+    store.upsert(&ns, &v1).await.expect("v1");
     let v2 = doc_chunks("doc", &["uno", "dos"], json!({"v": 2}), 16, 0);
     let new_hash = v2[0].chunk.document_hash.clone();
     // The first half of an upsert: the new points, without the delete.
@@ -252,7 +252,7 @@ async fn interrupted_write_is_reported_and_repaired() {
         .await
         .expect("hashes");
     assert_eq!(hashes, [(id.clone(), MIXED_VERSIONS.to_owned())]);
-    store.upsert(&ns, v2).await.expect("repair");
+    store.upsert(&ns, &v2).await.expect("repair");
     assert_eq!(store.count(&ns).await.expect("count"), 2);
     let hashes = store.document_hashes(&ns, &[id]).await.expect("hashes");
     assert_eq!(hashes[0].1, new_hash);
@@ -269,7 +269,7 @@ async fn foreign_collection_is_refused() {
     let store = common::store(&url, "foreign", |c| c).await;
     let ns = fresh_namespace("foreign");
     store
-        .upsert(&ns, doc_chunks("a", &["alpha"], json!({}), 16, 0))
+        .upsert(&ns, &doc_chunks("a", &["alpha"], json!({}), 16, 0))
         .await
         .expect("upsert");
     let name = store.config().collection.clone();
@@ -316,7 +316,7 @@ async fn large_top_k_reads_payloads_in_pages() {
             c
         })
         .collect();
-    store.upsert(&ns, docs).await.expect("upsert");
+    store.upsert(&ns, &docs).await.expect("upsert");
     let hits = store
         .search(&ns, SearchRequest::dense(random_unit(5, 16), 700))
         .await
@@ -352,13 +352,13 @@ async fn dotted_keys_are_literal() {
     let store = common::store(&url, "dotted", |c| c).await;
     let ns = fresh_namespace("dotted");
     store
-        .upsert(&ns, doc_chunks("flat", &["x"], json!({"a.b": 1}), 16, 0))
+        .upsert(&ns, &doc_chunks("flat", &["x"], json!({"a.b": 1}), 16, 0))
         .await
         .expect("upsert");
     store
         .upsert(
             &ns,
-            doc_chunks("nested", &["y"], json!({"a": {"b": 1}}), 16, 1),
+            &doc_chunks("nested", &["y"], json!({"a": {"b": 1}}), 16, 1),
         )
         .await
         .expect("upsert");

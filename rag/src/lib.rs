@@ -10,6 +10,7 @@
 //! | `pgvector` | `rag-store-pgvector` | PostgreSQL + pgvector store (sqlx)     |
 //! | `qdrant`   | `rag-store-qdrant`   | Qdrant server store (qdrant-client)    |
 //! | `lance`    | `rag-store-lance`    | embedded LanceDB store                 |
+//! | `local`    | `rag-local`          | local embedders, reranker, chat model  |
 //! | `openai`   | `rag-llm-openai`     | OpenAI-compatible embeddings and chat  |
 //! | `groq`     | `rag-llm-groq`       | Groq chat                              |
 //! | `testkit`  | `rag-core/testkit`   | conformance suites, mocks, fakes       |

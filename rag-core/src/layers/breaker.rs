@@ -374,7 +374,7 @@ impl<S: VectorStore> VectorStore for CircuitBreaker<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         self.call(self.inner.upsert(ns, chunks)).await
     }
     async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::traits::Embedder;
 
 use super::Layer;
-use super::answer_cache::CacheStats;
+use serde::{Deserialize, Serialize};
 
 /// Bounds of a [`CachedEmbedder`].
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -282,4 +282,17 @@ impl<S: Embedder> Embedder for CachedEmbedder<S> {
         );
         Ok(v)
     }
+}
+/// Hit and miss counts and size of a cache.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct CacheStats {
+    /// Lookups answered from the cache.
+    pub hits: u64,
+    /// Lookups that were not.
+    pub misses: u64,
+    /// Entries held.
+    pub entries: u64,
+    /// Total weight held (entries, or bytes for a byte-bounded cache).
+    pub weight: u64,
 }

@@ -9,7 +9,6 @@ use tracing::{Instrument, Span, field};
 
 use crate::chat::{ChatDelta, ChatRequest, ChatResponse, Message, Usage};
 use crate::error::Result;
-use crate::pipeline::Trace;
 use crate::search::{Capabilities, ScoredChunk, SearchRequest};
 use crate::session::{NewSession, Session, SessionId, StoredMessage};
 use crate::traits::{
@@ -96,23 +95,6 @@ fn record_usage(span: &Span, model: &str, usage: &Usage) {
         .increment(u64::from(usage.prompt_tokens));
     metrics::counter!("rag_llm_tokens_total", "model" => model.to_owned(), "type" => "completion")
         .increment(u64::from(usage.completion_tokens));
-}
-
-/// Records the per-stage timings of an answered question as
-/// `rag_ask_stage_seconds{stage}`.
-pub(crate) fn record_ask_trace(trace: &Trace) {
-    let t = &trace.timings;
-    for (stage, d) in [
-        ("condense", t.condense),
-        ("embed", t.embed),
-        ("retrieve", t.retrieve),
-        ("rerank", t.rerank),
-        ("pack", t.pack),
-        ("generate", t.generate),
-        ("total", t.total),
-    ] {
-        metrics::histogram!("rag_ask_stage_seconds", "stage" => stage).record(d.as_secs_f64());
-    }
 }
 
 #[async_trait]
@@ -236,7 +218,7 @@ impl<S: VectorStore> VectorStore for Instrumented<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         let n = chunks.len();
         store_call!(
             self,

@@ -12,8 +12,10 @@
 //! | [`CachedEmbedder`]     | `Embedder`                                             | embeddings keyed by model id + text hash |
 //! | [`Instrumented`]       | all five                                               | tracing spans and `metrics` |
 //!
-//! Two concerns live in the pipeline, because they need it:
-//! [`PromptGuard`] screens questions before retrieval
+//! A layer wraps a trait and knows nothing of the pipeline (a test checks
+//! that no file here names it). Two concerns that need the pipeline live
+//! there instead: the [`PromptGuard`](crate::pipeline::PromptGuard) screens
+//! questions before retrieval
 //! ([`RagBuilder::guard`](crate::RagBuilder::guard)), and the answer cache
 //! ([`RagBuilder::answer_cache`](crate::RagBuilder::answer_cache)) is keyed by
 //! a per-namespace data version that the pipeline's own ingest and delete
@@ -88,11 +90,9 @@
 //! | `rag_rate_limited_total` | counter | `limiter` |
 //! | `rag_cache_hits_total`, `rag_cache_misses_total` | counter | `cache` (`embeddings`, `answers`) |
 
-mod answer_cache;
 mod breaker;
 mod cache;
 mod fallback;
-mod guard;
 mod instrument;
 mod rate_limit;
 mod retry;
@@ -103,13 +103,9 @@ use futures::StreamExt;
 use crate::error::Result;
 use crate::traits::ChatStream;
 
-pub(crate) use answer_cache::{AnswerCache, DataVersions};
-pub use answer_cache::{AnswerCacheConfig, CacheStats};
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
-pub use cache::{CachedEmbedder, CachedEmbedderLayer, EmbedCacheConfig};
+pub use cache::{CacheStats, CachedEmbedder, CachedEmbedderLayer, EmbedCacheConfig};
 pub use fallback::{Fallback, FallbackLayer};
-pub use guard::{GuardClassifier, PromptGuard};
-pub(crate) use instrument::record_ask_trace;
 pub use instrument::{Instrumented, InstrumentedLayer};
 pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, TokenCounter};
 pub use retry::{Retry, RetryLayer, RetryPolicy};

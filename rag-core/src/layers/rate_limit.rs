@@ -273,11 +273,7 @@ impl<S> RateLimit<S> {
 
     fn chat_tokens(&self, request: &ChatRequest) -> usize {
         let counter = self.limits.config.counter;
-        let prompt: usize = request
-            .messages
-            .iter()
-            .map(|m| counter.count(&m.content) + crate::pipeline::MESSAGE_OVERHEAD_TOKENS)
-            .sum();
+        let prompt = crate::chat::prompt_tokens(&request.messages, |text| counter.count(text));
         prompt + request.max_tokens.unwrap_or(0) as usize
     }
 }

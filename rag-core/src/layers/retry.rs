@@ -285,9 +285,9 @@ impl<S: VectorStore> VectorStore for Retry<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         self.policy
-            .run("store.upsert", || self.inner.upsert(ns, chunks.clone()))
+            .run("store.upsert", || self.inner.upsert(ns, chunks))
             .await
     }
     async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {

@@ -169,7 +169,7 @@ impl<S: VectorStore> VectorStore for Timeout<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         self.run("store.upsert", self.inner.upsert(ns, chunks))
             .await
     }

@@ -233,7 +233,7 @@ mod tests {
         let chunk = Chunk::from_document(&doc, 0, 0..doc.text().len());
         s.upsert(
             &ns,
-            vec![EmbeddedChunk {
+            &[EmbeddedChunk {
                 chunk,
                 vector: vec![1.0, 0.0, 0.0],
             }],

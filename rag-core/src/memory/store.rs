@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::filter::FilterOp;
-use crate::search::{
-    Capabilities, Distance, ScoredChunk, SearchMode, SearchRequest, fuse, validate_vector,
-};
+use crate::search::{Capabilities, Distance, ScoredChunk, SearchMode, SearchRequest, fuse};
 use crate::text::{Analyzer, AnalyzerConfig};
 use crate::traits::{DocumentInfo, VectorStore};
 use crate::types::{Chunk, ChunkId, DocumentId, EmbeddedChunk, Namespace};
@@ -495,39 +493,35 @@ impl VectorStore for MemoryVectorStore {
         }
     }
 
-    async fn upsert(&self, ns: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         if chunks.is_empty() {
             return Ok(());
         }
         // Validate everything before touching the store.
         let dims = chunks[0].vector.len();
-        let mut seen: HashSet<&ChunkId> = HashSet::new();
-        for (i, c) in chunks.iter().enumerate() {
-            validate_vector(&c.vector, Some(self.config.dimensions.unwrap_or(dims)))
-                .map_err(|e| Error::invalid_input(format!("chunk {i}: {e}")))?;
-            if !seen.insert(&c.chunk.id) {
-                return Err(Error::invalid_input(format!(
-                    "chunk id {} appears twice in one upsert",
-                    c.chunk.id
-                )));
-            }
-            for key in c.chunk.metadata.keys() {
-                crate::filter::validate_key(key)?;
-            }
-        }
+        crate::search::validate_upsert(chunks, Some(self.config.dimensions.unwrap_or(dims)))?;
         let docs: HashSet<DocumentId> =
             chunks.iter().map(|c| c.chunk.document_id.clone()).collect();
         let bytes: usize = chunks.iter().map(|c| c.chunk.text.len()).sum();
         let prepared: Vec<Prepared> = if bytes < crate::cpu::OFFLOAD_BYTES {
+            // The store keeps its own copy of what it was given.
             chunks
-                .into_iter()
-                .map(|c| prepare(&self.analyzer, self.config.distance, c.chunk, c.vector))
+                .iter()
+                .map(|c| {
+                    prepare(
+                        &self.analyzer,
+                        self.config.distance,
+                        c.chunk.clone(),
+                        c.vector.clone(),
+                    )
+                })
                 .collect()
         } else {
             // Analysis (segmenting, stemming) of a large upsert runs on the
             // rayon pool (`crate::cpu`), so that concurrent upserts use several cores.
             let analyzer = self.analyzer.clone();
             let distance = self.config.distance;
+            let chunks = chunks.to_vec();
             crate::cpu::run(move || {
                 chunks
                     .into_iter()

@@ -4,7 +4,7 @@
 //! a stream of text deltas (a marker split across deltas is held back until
 //! it is complete), so an invalid marker never reaches a consumer.
 
-use super::ask::{Citation, Source};
+use super::answer::{Citation, Source};
 
 /// Longest marker considered, in bytes; a longer `[…` is plain text.
 const MAX_MARKER_BYTES: usize = 32;

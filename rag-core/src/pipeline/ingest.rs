@@ -11,7 +11,7 @@ use tracing::Instrument;
 use crate::error::{Error, Result};
 use crate::types::{Chunk, Document, DocumentId, EmbeddedChunk, Namespace};
 
-use super::{Inner, Rag, copy_error};
+use super::{Inner, Rag};
 
 /// A progress callback, called once per document as it finishes.
 pub type ProgressFn = Arc<dyn Fn(&IngestProgress) + Send + Sync>;
@@ -410,7 +410,7 @@ impl Inner {
             Ok(v) => v.into_iter().collect(),
             Err(e) => {
                 for doc in valid {
-                    let e = copy_error(&e);
+                    let e = e.clone();
                     out.settled.push((doc, IngestOutcome::Failed, Some(e)));
                 }
                 return out;
@@ -519,26 +519,42 @@ impl Inner {
 
     /// Upserts documents in one call; when a call of several fails, each
     /// document is retried alone (upserts replace, so a part the failed
-    /// call may have written is simply written again). Returns each
-    /// document with whether it existed, its chunk count and the result.
+    /// call may have written is simply written again). The chunks are
+    /// moved into one batch and each document's retry borrows its part of
+    /// it: nothing is copied. Returns each document with whether it
+    /// existed, its chunk count and the result.
     async fn upsert_group(
         &self,
         ns: &Namespace,
         group: Vec<Ready>,
     ) -> Vec<(Document, bool, usize, Result<()>)> {
-        if group.len() > 1 {
-            let all: Vec<EmbeddedChunk> = group.iter().flat_map(|(.., c)| c.clone()).collect();
-            if self.store.upsert(ns, all).await.is_ok() {
-                return group
-                    .into_iter()
-                    .map(|(doc, existed, chunks)| (doc, existed, chunks.len(), Ok(())))
-                    .collect();
+        let mut docs = Vec::with_capacity(group.len());
+        let mut all: Vec<EmbeddedChunk> = Vec::new();
+        for (doc, existed, chunks) in group {
+            let start = all.len();
+            all.extend(chunks);
+            docs.push((doc, existed, start..all.len()));
+        }
+        if docs.len() > 1 {
+            match self.store.upsert(ns, &all).await {
+                Ok(()) => {
+                    return docs
+                        .into_iter()
+                        .map(|(doc, existed, range)| (doc, existed, range.len(), Ok(())))
+                        .collect();
+                }
+                Err(e) => tracing::warn!(
+                    namespace = %ns,
+                    documents = docs.len(),
+                    error = %e,
+                    "a grouped upsert failed; writing its documents one by one"
+                ),
             }
         }
-        let mut out = Vec::with_capacity(group.len());
-        for (doc, existed, chunks) in group {
-            let n = chunks.len();
-            let result = self.store.upsert(ns, chunks).await;
+        let mut out = Vec::with_capacity(docs.len());
+        for (doc, existed, range) in docs {
+            let n = range.len();
+            let result = self.store.upsert(ns, &all[range]).await;
             out.push((doc, existed, n, result));
         }
         out

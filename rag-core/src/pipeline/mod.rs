@@ -28,17 +28,22 @@
 //! # }).unwrap();
 //! ```
 
+mod answer;
+mod answer_cache;
 mod ask;
 mod citations;
 pub(crate) mod extractive;
 pub(crate) mod grounded;
+mod guard;
 mod ingest;
 mod loader;
 mod packing;
 mod prompt;
+mod request;
 mod retrieve;
 #[cfg(all(test, feature = "testkit"))]
 mod session_tests;
+mod stream;
 
 use std::fmt;
 use std::sync::Arc;
@@ -48,17 +53,19 @@ use serde::{Deserialize, Serialize};
 use crate::chunking::{AutoChunker, ChunkSize, TokenEncoding};
 use crate::embed::HashEmbedder;
 use crate::error::{Error, Result};
-use crate::layers::{AnswerCache, AnswerCacheConfig, CacheStats, DataVersions, PromptGuard};
+use crate::layers::CacheStats;
+
 use crate::memory::MemoryVectorStore;
 use crate::session::{NewSession, Session};
 use crate::traits::{Chunker, Embedder, LlmClient, Reranker, SessionStore, VectorStore};
+use answer_cache::{AnswerCache, DataVersions};
 
-pub use ask::{
-    Answer, Ask, AskEvent, AskStream, Citation, Source, StageTimings, TokenBudget, Trace,
-};
+pub use answer::{Answer, AskEvent, AskStream, Citation, Source, StageTimings, Trace};
+pub use answer_cache::AnswerCacheConfig;
 pub use citations::MarkerFilter;
 pub use extractive::ExtractiveAnswerer;
 pub use grounded::GroundedAnswerer;
+pub use guard::{GuardClassifier, PromptGuard};
 pub use ingest::{
     IngestFailure, IngestOptions, IngestOutcome, IngestProgress, IngestReport, ProgressFn,
 };
@@ -67,6 +74,7 @@ pub use loader::{
 };
 pub use packing::{MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS, count_prompt_tokens};
 pub use prompt::PromptTemplate;
+pub use request::{Ask, TokenBudget};
 
 /// Tuning of a [`Rag`] pipeline. Per-question settings live in [`Ask`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -432,62 +440,6 @@ impl RagBuilder {
                 versions: DataVersions::default(),
             }),
         })
-    }
-}
-
-/// A copy of an error for reporting it in several places (errors are not
-/// `Clone`; a backend error's source is kept as text).
-pub(crate) fn copy_error(e: &Error) -> Error {
-    match e {
-        Error::InvalidInput { message } => Error::invalid_input(message.clone()),
-        Error::NotFound { what } => Error::not_found(what.clone()),
-        Error::Unsupported { backend, operation } => {
-            Error::unsupported(backend.clone(), operation.clone())
-        }
-        Error::ContextLengthExceeded { tokens, limit } => Error::ContextLengthExceeded {
-            tokens: *tokens,
-            limit: *limit,
-        },
-        Error::RateLimited { retry_after } => Error::RateLimited {
-            retry_after: *retry_after,
-        },
-        Error::Unauthorized { message } => Error::Unauthorized {
-            message: message.clone(),
-        },
-        Error::Timeout { operation, elapsed } => Error::Timeout {
-            operation: operation.clone(),
-            elapsed: *elapsed,
-        },
-        Error::Corrupt { location, message } => Error::Corrupt {
-            location: location.clone(),
-            message: message.clone(),
-        },
-        Error::Backend {
-            backend,
-            retryable,
-            message,
-            source,
-        } => Error::Backend {
-            backend: backend.clone(),
-            retryable: *retryable,
-            message: match source {
-                Some(s) => format!("{message}: {s}"),
-                None => message.clone(),
-            },
-            source: None,
-        },
-        Error::RetriesExhausted { attempts, last } => Error::RetriesExhausted {
-            attempts: *attempts,
-            last: Box::new(copy_error(last)),
-        },
-        Error::CircuitOpen {
-            breaker,
-            retry_after,
-        } => Error::CircuitOpen {
-            breaker: breaker.clone(),
-            retry_after: *retry_after,
-        },
-        Error::Cancelled(m) => Error::Cancelled(m.clone()),
     }
 }
 

@@ -5,27 +5,19 @@ use crate::chunking::TokenEncoding;
 use crate::error::{Error, Result};
 use crate::search::ScoredChunk;
 
-use super::ask::{Source, TokenBudget};
+use super::answer::{Source, Trace};
 use super::prompt::{self, PromptTemplate};
+use super::request::TokenBudget;
 
-/// Tokens counted for each message on top of its content (role and
-/// delimiters, as in OpenAI's accounting).
-pub const MESSAGE_OVERHEAD_TOKENS: usize = 4;
-/// Tokens counted once per prompt for priming the reply.
-pub const REPLY_PRIMING_TOKENS: usize = 3;
+pub use crate::chat::{MESSAGE_OVERHEAD_TOKENS, REPLY_PRIMING_TOKENS};
 /// Slack added per separately counted piece, because tokens of a
 /// concatenation can differ slightly from the sum of the pieces' tokens.
 const PIECE_SLACK: usize = 2;
 
-/// The tokens a prompt of these messages takes, by the same rule the
-/// pipeline packs with: each message's content plus
-/// [`MESSAGE_OVERHEAD_TOKENS`], plus [`REPLY_PRIMING_TOKENS`].
+/// The tokens a prompt of these messages takes with `encoding`, by the rule
+/// the pipeline packs with ([`crate::chat::prompt_tokens`]).
 pub fn count_prompt_tokens(messages: &[Message], encoding: TokenEncoding) -> usize {
-    messages
-        .iter()
-        .map(|m| encoding.count(&m.content) + MESSAGE_OVERHEAD_TOKENS)
-        .sum::<usize>()
-        + REPLY_PRIMING_TOKENS
+    crate::chat::prompt_tokens(messages, |text| encoding.count(text))
 }
 
 /// What goes into packing.
@@ -53,6 +45,17 @@ pub(crate) struct Packed {
     pub(crate) dropped_sources: usize,
     pub(crate) history_used: usize,
     pub(crate) history_dropped: usize,
+}
+
+impl Packed {
+    /// Writes packing's part of the trace.
+    pub(crate) fn write_trace(&self, trace: &mut Trace) {
+        trace.packed_sources = self.sources.len();
+        trace.dropped_sources = self.dropped_sources;
+        trace.history_messages = self.history_used;
+        trace.history_dropped = self.history_dropped;
+        trace.prompt_tokens = self.prompt_tokens;
+    }
 }
 
 /// Tokens of the system text of `template` without sources.

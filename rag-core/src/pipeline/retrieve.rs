@@ -9,7 +9,8 @@ use crate::types::{ChunkId, Namespace};
 use std::collections::HashMap;
 
 use super::Inner;
-use super::ask::Ask;
+use super::answer::Trace;
+use super::request::Ask;
 
 /// What retrieval did, for the trace.
 #[derive(Debug, Default)]
@@ -21,6 +22,19 @@ pub(crate) struct Retrieved {
     pub(crate) keyword_candidates: usize,
     pub(crate) embed: Duration,
     pub(crate) retrieve: Duration,
+}
+
+impl Retrieved {
+    /// Writes retrieval's part of the trace.
+    pub(crate) fn write_trace(&self, trace: &mut Trace) {
+        trace.mode_used = self.mode;
+        trace.fallback.clone_from(&self.fallback);
+        trace.dense_candidates = self.dense_candidates;
+        trace.keyword_candidates = self.keyword_candidates;
+        trace.fused_candidates = self.candidates.len();
+        trace.timings.embed = self.embed;
+        trace.timings.retrieve = self.retrieve;
+    }
 }
 
 /// The mode actually used for `requested` on a store with these

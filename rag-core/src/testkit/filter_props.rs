@@ -203,9 +203,9 @@ pub async fn check_case(
         batch.extend(c);
     }
     if let Some(o) = other {
-        o.upsert(&ns, batch.clone()).await.expect("upsert (other)");
+        o.upsert(&ns, &batch).await.expect("upsert (other)");
     }
-    store.upsert(&ns, batch).await.expect("upsert");
+    store.upsert(&ns, &batch).await.expect("upsert");
     for f in filters {
         let got = selected(store, &ns, f).await;
         if let Some(o) = other {
@@ -249,7 +249,7 @@ pub async fn boundary_table(store: &dyn VectorStore) {
     let c = doc_chunks("none", &["text"], json!({}), D, 0);
     chunks.push(c[0].chunk.clone());
     batch.extend(c);
-    store.upsert(&ns, batch).await.expect("upsert");
+    store.upsert(&ns, &batch).await.expect("upsert");
     let mut filters = Vec::new();
     for x in [1.0, 1.5, 2.0, 0.0, 9_007_199_254_740_992.0] {
         for op in [RangeOp::Gt, RangeOp::Gte, RangeOp::Lt, RangeOp::Lte] {

@@ -95,7 +95,7 @@ mock! {
 
     impl VectorStoreCalls for VectorStore {
         fn capabilities(&self) -> Capabilities;
-        fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()>;
+        fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()>;
         fn search(&self, namespace: &Namespace, request: SearchRequest) -> Result<Vec<ScoredChunk>>;
         fn delete_document(&self, namespace: &Namespace, id: &DocumentId) -> Result<usize>;
         fn document_hashes(
@@ -121,7 +121,7 @@ mock! {
 /// to it.
 trait VectorStoreCalls {
     fn capabilities(&self) -> Capabilities;
-    fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()>;
+    fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()>;
     fn search(&self, namespace: &Namespace, request: SearchRequest) -> Result<Vec<ScoredChunk>>;
     fn delete_document(&self, namespace: &Namespace, id: &DocumentId) -> Result<usize>;
     fn document_hashes(
@@ -147,7 +147,7 @@ impl VectorStore for MockVectorStore {
     fn capabilities(&self) -> Capabilities {
         VectorStoreCalls::capabilities(self)
     }
-    async fn upsert(&self, namespace: &Namespace, chunks: Vec<EmbeddedChunk>) -> Result<()> {
+    async fn upsert(&self, namespace: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
         VectorStoreCalls::upsert(self, namespace, chunks)
     }
     async fn search(

@@ -41,6 +41,8 @@ pub async fn run_all(store: &dyn VectorStore) {
     unicode_text(store).await;
     dimension_mismatch_is_invalid_input(store).await;
     bad_batch_changes_nothing(store).await;
+    malformed_batches_are_invalid_input(store).await;
+    hostile_metadata_and_queries(store).await;
     concurrent_upserts_all_land(store).await;
     document_hashes_and_listing(store).await;
     get_chunks_in_order(store).await;
@@ -211,7 +213,7 @@ pub async fn upsert_then_search_returns_nearest(store: &dyn VectorStore) {
     for (i, id) in ["a", "b", "c"].iter().enumerate() {
         let part = format!("document {id} text");
         store
-            .upsert(&ns, doc_chunks(id, &[part.as_str()], json!({}), d, i))
+            .upsert(&ns, &doc_chunks(id, &[part.as_str()], json!({}), d, i))
             .await
             .expect("upsert");
     }
@@ -243,9 +245,9 @@ pub async fn reupsert_unchanged_changes_nothing(store: &dyn VectorStore) {
     let ns = fresh_namespace("reupsert");
     let d = dims(store);
     let chunks = doc_chunks("doc", &["one", "two", "three"], json!({"v": 1}), d, 0);
-    store.upsert(&ns, chunks.clone()).await.expect("upsert");
+    store.upsert(&ns, &chunks).await.expect("upsert");
     let before = dense(store, &ns, unit(d, 0, 0.0), 10).await;
-    store.upsert(&ns, chunks).await.expect("second upsert");
+    store.upsert(&ns, &chunks).await.expect("second upsert");
     assert_eq!(
         store.count(&ns).await.expect("count"),
         3,
@@ -272,11 +274,11 @@ pub async fn changed_document_replaces_old_chunks(store: &dyn VectorStore) {
         0,
     );
     let old_ids: Vec<ChunkId> = v1.iter().map(|c| c.chunk.id.clone()).collect();
-    store.upsert(&ns, v1).await.expect("upsert v1");
+    store.upsert(&ns, &v1).await.expect("upsert v1");
     store
         .upsert(
             &ns,
-            doc_chunks("other", &["unrelated text"], json!({}), d, 5),
+            &doc_chunks("other", &["unrelated text"], json!({}), d, 5),
         )
         .await
         .expect("upsert other");
@@ -288,7 +290,7 @@ pub async fn changed_document_replaces_old_chunks(store: &dyn VectorStore) {
         0,
     );
     let new_hash = v2[0].chunk.document_hash.clone();
-    store.upsert(&ns, v2).await.expect("upsert v2");
+    store.upsert(&ns, &v2).await.expect("upsert v2");
 
     assert_eq!(
         store.count(&ns).await.expect("count"),
@@ -341,7 +343,7 @@ pub async fn delete_removes_from_every_index(store: &dyn VectorStore) {
     store
         .upsert(
             &ns,
-            doc_chunks(
+            &doc_chunks(
                 "gone",
                 &["platypus facts", "more platypus"],
                 json!({}),
@@ -352,7 +354,7 @@ pub async fn delete_removes_from_every_index(store: &dyn VectorStore) {
         .await
         .expect("upsert");
     store
-        .upsert(&ns, doc_chunks("kept", &["wombat facts"], json!({}), d, 2))
+        .upsert(&ns, &doc_chunks("kept", &["wombat facts"], json!({}), d, 2))
         .await
         .expect("upsert");
     let gone = DocumentId::new("gone").expect("id");
@@ -403,7 +405,7 @@ pub async fn keyword_search_ranks_matching_text(store: &dyn VectorStore) {
     ];
     for (i, p) in parts.iter().enumerate() {
         store
-            .upsert(&ns, doc_chunks(&format!("d{i}"), &[p], json!({}), d, i))
+            .upsert(&ns, &doc_chunks(&format!("d{i}"), &[p], json!({}), d, i))
             .await
             .expect("upsert");
     }
@@ -431,11 +433,14 @@ pub async fn hybrid_search(store: &dyn VectorStore) {
     let ns = fresh_namespace("hybrid");
     let d = dims(store);
     store
-        .upsert(&ns, doc_chunks("a", &["aardvark burrows"], json!({}), d, 0))
+        .upsert(
+            &ns,
+            &doc_chunks("a", &["aardvark burrows"], json!({}), d, 0),
+        )
         .await
         .expect("upsert");
     store
-        .upsert(&ns, doc_chunks("b", &["badger setts"], json!({}), d, 1))
+        .upsert(&ns, &doc_chunks("b", &["badger setts"], json!({}), d, 1))
         .await
         .expect("upsert");
     let req = SearchRequest::hybrid(unit(d, 0, 0.0), "badger", 5);
@@ -546,7 +551,7 @@ async fn filter_fixture_ns(store: &dyn VectorStore, test: &str) -> (Namespace, V
         let text = format!("filter fixture chunk {id} common");
         let c = doc_chunks(id, &[text.as_str()], meta, d, i);
         chunks.push(c[0].chunk.clone());
-        store.upsert(&ns, c).await.expect("upsert fixture");
+        store.upsert(&ns, &c).await.expect("upsert fixture");
     }
     (ns, chunks)
 }
@@ -651,7 +656,7 @@ pub async fn invalid_filter_is_invalid_input(store: &dyn VectorStore) {
     let ns = fresh_namespace("bad_filter");
     let d = dims(store);
     store
-        .upsert(&ns, doc_chunks("a", &["text"], json!({"k": 1}), d, 0))
+        .upsert(&ns, &doc_chunks("a", &["text"], json!({"k": 1}), d, 0))
         .await
         .expect("upsert");
     for f in [Filter::eq("", 1), Filter::eq("k", f64::INFINITY)] {
@@ -678,12 +683,15 @@ pub async fn namespaces_never_leak(store: &dyn VectorStore) {
     store
         .upsert(
             &a,
-            doc_chunks("shared-id", &["secret of tenant a"], json!({}), d, 0),
+            &doc_chunks("shared-id", &["secret of tenant a"], json!({}), d, 0),
         )
         .await
         .expect("upsert a");
     store
-        .upsert(&b, doc_chunks("other", &["tenant b text"], json!({}), d, 1))
+        .upsert(
+            &b,
+            &doc_chunks("other", &["tenant b text"], json!({}), d, 1),
+        )
         .await
         .expect("upsert b");
     let hits = dense(store, &b, unit(d, 0, 0.0), 10).await;
@@ -728,7 +736,7 @@ pub async fn top_k_larger_than_data(store: &dyn VectorStore) {
     store
         .upsert(
             &ns,
-            doc_chunks("a", &["one", "two", "three"], json!({}), d, 0),
+            &doc_chunks("a", &["one", "two", "three"], json!({}), d, 0),
         )
         .await
         .expect("upsert");
@@ -770,7 +778,7 @@ pub async fn unicode_text(store: &dyn VectorStore) {
         0,
     );
     let first = chunks[0].chunk.id.clone();
-    store.upsert(&ns, chunks).await.expect("upsert unicode");
+    store.upsert(&ns, &chunks).await.expect("upsert unicode");
     let got = store.get_chunks(&ns, &[first]).await.expect("get");
     assert_eq!(got[0].text, parts[0], "unicode text round-trips");
     assert_eq!(got[0].metadata["城市"], json!("東京"));
@@ -796,11 +804,11 @@ pub async fn dimension_mismatch_is_invalid_input(store: &dyn VectorStore) {
     let ns = fresh_namespace("dims");
     let d = dims(store);
     store
-        .upsert(&ns, doc_chunks("a", &["alpha"], json!({}), d, 0))
+        .upsert(&ns, &doc_chunks("a", &["alpha"], json!({}), d, 0))
         .await
         .expect("upsert");
     let wrong = doc_chunks("b", &["beta"], json!({}), d + 1, 0);
-    let e = store.upsert(&ns, wrong).await;
+    let e = store.upsert(&ns, &wrong).await;
     assert!(
         matches!(e, Err(Error::InvalidInput { .. })),
         "upsert with wrong dimension: {e:?}"
@@ -828,13 +836,13 @@ pub async fn bad_batch_changes_nothing(store: &dyn VectorStore) {
     store
         .upsert(
             &ns,
-            doc_chunks("doc", &["original text"], json!({"v": 1}), d, 0),
+            &doc_chunks("doc", &["original text"], json!({"v": 1}), d, 0),
         )
         .await
         .expect("upsert");
     let mut bad = doc_chunks("doc", &["new text", "more new"], json!({"v": 2}), d, 0);
     bad[1].vector[0] = f32::NAN;
-    let e = store.upsert(&ns, bad).await;
+    let e = store.upsert(&ns, &bad).await;
     assert!(
         matches!(e, Err(Error::InvalidInput { .. })),
         "NaN vector: {e:?}"
@@ -842,6 +850,149 @@ pub async fn bad_batch_changes_nothing(store: &dyn VectorStore) {
     let hits = dense(store, &ns, unit(d, 0, 0.0), 10).await;
     assert_eq!(hits.len(), 1, "old version intact");
     assert_eq!(hits[0].chunk.text, "original text");
+    done(store, &ns).await;
+}
+
+/// Batches every store refuses whole ([`crate::search::validate_upsert`]):
+/// a chunk id twice, a reversed byte range, an empty metadata key. The
+/// stored version stays.
+pub async fn malformed_batches_are_invalid_input(store: &dyn VectorStore) {
+    let ns = fresh_namespace("malformed");
+    let d = dims(store);
+    store
+        .upsert(&ns, &doc_chunks("doc", &["original text"], json!({}), d, 0))
+        .await
+        .expect("upsert");
+    let twice = {
+        let mut c = doc_chunks("doc", &["new one", "new two"], json!({}), d, 0);
+        c[1].chunk.id = c[0].chunk.id.clone();
+        c
+    };
+    let reversed = {
+        let mut c = doc_chunks("doc", &["new text"], json!({}), d, 0);
+        let (start, end) = (5, 2);
+        c[0].chunk.byte_range = start..end;
+        c
+    };
+    let bad_key = doc_chunks("doc", &["new text"], json!({"": 1}), d, 0);
+    for (what, batch) in [
+        ("a chunk id twice", twice),
+        ("a reversed byte range", reversed),
+        ("an empty metadata key", bad_key),
+    ] {
+        let e = store.upsert(&ns, &batch).await;
+        assert!(
+            matches!(e, Err(Error::InvalidInput { .. })),
+            "{what}: {e:?}"
+        );
+    }
+    let hits = dense(store, &ns, unit(d, 0, 0.0), 10).await;
+    assert_eq!(hits.len(), 1, "old version intact");
+    assert_eq!(hits[0].chunk.text, "original text");
+    done(store, &ns).await;
+}
+
+/// Metadata keys and values, and keyword queries, that would break a store
+/// which builds SQL or filter syntax by concatenation: each is stored and
+/// read back byte for byte, each filter selects exactly what the reference
+/// evaluator ([`Filter::matches`]) selects, and the store stays whole.
+pub async fn hostile_metadata_and_queries(store: &dyn VectorStore) {
+    let ns = fresh_namespace("hostile");
+    let d = dims(store);
+    let long = "λ'\"; DROP TABLE x; --\\".repeat(500); // about 11 KB
+    let hostile = [
+        "it's",
+        "\"double\"",
+        "'; DROP TABLE rag_chunks; --",
+        "' OR 1=1 --",
+        "`backtick` ``double``",
+        "line\nbreak\r\n",
+        "\\backslash\\",
+        "$1::text) OR (TRUE",
+        "?| ?& @> #>> '{}'",
+        "東京 🚀 e\u{301}",
+        long.as_str(),
+    ];
+    // Keys are at most 256 bytes and without control characters: the long
+    // one is a value only.
+    let key_of = |h: &str| -> String { h.chars().filter(|c| !c.is_control()).take(60).collect() };
+    let mut chunks = Vec::new();
+    for (i, h) in hostile.iter().enumerate() {
+        let meta = json!({ key_of(h): h, "k": h, "list": [h, 1] });
+        let text = format!("hostile {i} {h}");
+        let c = doc_chunks(&format!("h{i}"), &[text.as_str()], meta, d, i);
+        chunks.push(c[0].chunk.clone());
+        store
+            .upsert(&ns, &c)
+            .await
+            .unwrap_or_else(|e| panic!("upsert hostile metadata {i}: {e}"));
+    }
+    assert_eq!(store.count(&ns).await.expect("count"), hostile.len());
+    let selected = |f: Filter| {
+        let ns = ns.clone();
+        async move {
+            store
+                .search(
+                    &ns,
+                    SearchRequest::dense(unit(d, 0, 0.0), 100).with_filter(f.clone()),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("filter {f:?}: {e}"))
+                .into_iter()
+                .map(|h| h.chunk.document_id.to_string())
+                .collect::<BTreeSet<String>>()
+        }
+    };
+    let expected = |f: &Filter| -> BTreeSet<String> {
+        chunks
+            .iter()
+            .filter(|c| f.matches(c))
+            .map(|c| c.document_id.to_string())
+            .collect()
+    };
+    let ops = store.capabilities().filter_ops;
+    for (i, h) in hostile.iter().enumerate() {
+        let key = key_of(h);
+        for f in [
+            Filter::eq(key.as_str(), *h),
+            Filter::eq("k", *h),
+            Filter::eq("list", *h),
+            Filter::is_in("k", [*h, "other"]),
+            Filter::ne("k", *h),
+            Filter::exists(key.as_str()),
+            Filter::gt(key.as_str(), 0),
+            Filter::eq(Field::Source, format!("h{i}.txt")),
+        ] {
+            if f.ops().iter().any(|op| !ops.contains(op)) {
+                continue;
+            }
+            let want = expected(&f);
+            assert_eq!(selected(f.clone()).await, want, "hostile filter {f:?}");
+        }
+        assert_eq!(
+            selected(Filter::eq("k", *h)).await,
+            BTreeSet::from([format!("h{i}")]),
+            "exactly the hostile document {i}"
+        );
+    }
+    // Round trip, byte for byte.
+    let back = store
+        .get_chunks(&ns, &[chunks[10].id.clone()])
+        .await
+        .expect("get");
+    assert_eq!(back[0].metadata["k"], json!(long));
+    assert!(back[0].text.ends_with(long.as_str()));
+    // Keyword queries with hostile text are data, not syntax.
+    if store.capabilities().keyword {
+        for q in &hostile[..10] {
+            store
+                .search(&ns, SearchRequest::keyword(*q, 5))
+                .await
+                .unwrap_or_else(|e| panic!("keyword query {q:?}: {e}"));
+        }
+    }
+    // Still there and whole.
+    assert_eq!(store.count(&ns).await.expect("count"), hostile.len());
     done(store, &ns).await;
 }
 
@@ -860,7 +1011,7 @@ pub async fn concurrent_upserts_all_land(store: &dyn VectorStore) {
             )
         })
         .collect();
-    let results = join_all(batches.into_iter().map(|b| store.upsert(&ns, b))).await;
+    let results = join_all(batches.iter().map(|b| store.upsert(&ns, b))).await;
     for r in results {
         r.expect("concurrent upsert");
     }
@@ -882,7 +1033,7 @@ pub async fn document_hashes_and_listing(store: &dyn VectorStore) {
     for i in 0..5 {
         let c = doc_chunks(&format!("doc-{i}"), &["x", "y"], json!({}), d, i);
         hashes.push(c[0].chunk.document_hash.clone());
-        store.upsert(&ns, c).await.expect("upsert");
+        store.upsert(&ns, &c).await.expect("upsert");
     }
     let asked: Vec<DocumentId> = ["doc-1", "doc-3", "doc-9"]
         .iter()
@@ -925,7 +1076,7 @@ pub async fn get_chunks_in_order(store: &dyn VectorStore) {
     let d = dims(store);
     let chunks = doc_chunks("doc", &["zero", "one", "two"], json!({}), d, 0);
     let ids: Vec<ChunkId> = chunks.iter().map(|c| c.chunk.id.clone()).collect();
-    store.upsert(&ns, chunks).await.expect("upsert");
+    store.upsert(&ns, &chunks).await.expect("upsert");
     let ask = vec![
         ids[2].clone(),
         ChunkId::from_string("0".repeat(32)),

@@ -3,9 +3,9 @@
 //! errors.
 //!
 //! ```text
-//! cargo run --release -p rag-examples --bin server-load
-//! cargo run --release -p rag-examples --bin server-load -- --requests 20000 --clients 100
-//! cargo run --release -p rag-examples --bin server-load -- --url http://127.0.0.1:8080
+//! cargo run --release -p rag-server --bin server-load
+//! cargo run --release -p rag-server --bin server-load -- --requests 20000 --clients 100
+//! cargo run --release -p rag-server --bin server-load -- --url http://127.0.0.1:8080
 //! ```
 //!
 //! Without `--url` it starts the server in-process on `127.0.0.1:0` with the

@@ -150,7 +150,7 @@ pub enum LocalEmbedderModel {
 }
 
 /// The embedder of `local` and `auto`: the one that measured best on the
-/// SciFact TRAIN split (README, "Retrieval quality").
+/// SciFact TRAIN split (`docs/evaluation.md`).
 pub const DEFAULT_LOCAL_EMBEDDER: LocalEmbedderModel = LocalEmbedderModel::Bge;
 
 impl LocalEmbedderModel {

@@ -6,26 +6,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::pipeline::{Answer, Ask};
-use crate::types::Namespace;
+use crate::layers::CacheStats;
 
-/// Hit and miss counts and size of a cache.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
-pub struct CacheStats {
-    /// Lookups answered from the cache.
-    pub hits: u64,
-    /// Lookups that were not.
-    pub misses: u64,
-    /// Entries held.
-    pub entries: u64,
-    /// Total weight held (entries, or bytes for a byte-bounded cache).
-    pub weight: u64,
-}
+use super::answer::Answer;
+use super::request::Ask;
+use crate::types::Namespace;
 
 /// Settings of the answer cache
 /// ([`RagBuilder::answer_cache`](crate::RagBuilder::answer_cache)).

@@ -80,7 +80,8 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `lance` (default: embedded LanceDB on local disk), `memory`,
-    /// `pgvector`; `qdrant` is refused until its adapter lands (`RAG_STORE`).
+    /// `pgvector`; `qdrant` is refused: the server does not wire the Qdrant
+    /// store yet (`RAG_STORE`).
     pub kind: String,
     /// For `lance`: the database directory (`RAG_STORE_PATH`; when unset,
     /// `./rag-data/<embedder model>-<dimensions>`, one per embedder, so a
@@ -163,8 +164,8 @@ impl Default for LlmConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RerankerConfig {
     /// `none` (default: on the SciFact train split the cross-encoder did
-    /// not improve on the default hybrid retrieval — see the README's
-    /// "Retrieval quality" — and costs about a second per question on two
+    /// not improve on the default hybrid retrieval — see `docs/evaluation.md`
+    /// — and costs about a second per question on two
     /// cores), `auto` (`local` when the models directory has the
     /// cross-encoder and ONNX Runtime, else `none`) or `local` (rag-local's
     /// ms-marco-MiniLM-L-12-v2 cross-encoder) (`RAG_RERANKER`).
@@ -356,8 +357,8 @@ impl ServerConfig {
             }
             "qdrant" => {
                 return Err(
-                    "store.kind = \"qdrant\" is not available in this build yet: the Qdrant \
-                            adapter has not landed. Use \"lance\", \"memory\" or \"pgvector\""
+                    "store.kind = \"qdrant\" is not available in the server yet (the library's \
+                            QdrantStore is). Use \"lance\", \"memory\" or \"pgvector\""
                         .into(),
                 );
             }
@@ -462,7 +463,7 @@ mod tests {
         assert!(
             c.validate()
                 .unwrap_err()
-                .contains("not available in this build yet")
+                .contains("not available in the server yet")
         );
         c.store.kind = "lance".into();
         c.validate().unwrap();

@@ -915,7 +915,7 @@ async fn graceful_shutdown_and_invalid_config() {
     let mut c = test_config();
     c.store.kind = "qdrant".into();
     let e = AppState::build(c).await.unwrap_err();
-    assert!(e.contains("not available in this build yet"), "{e}");
+    assert!(e.contains("not available in the server yet"), "{e}");
     let mut c = test_config();
     c.keys = vec![KeyConfig {
         name: "k".into(),

@@ -1,15 +1,15 @@
 //! The `rag` HTTP server.
 //!
 //! ```text
-//! cargo run -p rag-examples --bin server                       # embedded default, offline
-//! cargo run -p rag-examples --bin server -- --config server.toml
-//! cargo run -p rag-examples --bin server -- hash-key MY-SECRET  # prints sha256:<hex> for [[keys]]
-//! echo MY-SECRET | cargo run -p rag-examples --bin server -- hash-key -   # the same, from stdin
-//! cargo run -p rag-examples --bin server -- check-config --config server.toml
+//! cargo run -p rag-server --bin server                       # embedded default, offline
+//! cargo run -p rag-server --bin server -- --config server.toml
+//! cargo run -p rag-server --bin server -- hash-key MY-SECRET  # prints sha256:<hex> for [[keys]]
+//! echo MY-SECRET | cargo run -p rag-server --bin server -- hash-key -   # the same, from stdin
+//! cargo run -p rag-server --bin server -- check-config --config server.toml
 //! ```
 //!
 //! Configuration: an optional TOML file (`--config` or `RAG_SERVER_CONFIG`),
-//! then `RAG_*` environment variables; see `examples/README.md`.
+//! then `RAG_*` environment variables; see `server/README.md`.
 
 #![allow(clippy::print_stdout)]
 

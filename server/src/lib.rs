@@ -1,6 +1,6 @@
 //! `rag_server`: the HTTP server of the `rag` workspace, as a library so
 //! that the tests bind it to `127.0.0.1:0`. The binary is `server`
-//! (`cargo run -p rag-examples --bin server`); see `examples/README.md`.
+//! (`cargo run -p rag-server --bin server`); see `server/README.md`.
 
 #![forbid(unsafe_code)]
 

@@ -1,0 +1,129 @@
+//! The `rag` command line as a user runs it: a tiny BEIR dataset on disk,
+//! the offline `HashEmbedder`, and the exit codes a script relies on
+//! (0 success, 1 a failed gate or run, 2 bad usage).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn rag(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rag"))
+        .args(args)
+        .output()
+        .expect("run the rag binary")
+}
+
+/// Three documents, two judged queries whose words occur only in their
+/// relevant document, so BM25 over the hash embedder ranks them first.
+fn tiny_dataset(dir: &Path) {
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    std::fs::write(
+        dir.join("corpus.jsonl"),
+        concat!(
+            r#"{"_id": "d1", "title": "Tides", "text": "Ocean tides are caused by the gravitational pull of the moon."}"#,
+            "\n",
+            r#"{"_id": "d2", "title": "Volcanoes", "text": "Basaltic lava flows from shield volcanoes in Hawaii."}"#,
+            "\n",
+            r#"{"_id": "d3", "title": "Bread", "text": "Sourdough bread rises because wild yeast ferments the dough."}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("queries.jsonl"),
+        concat!(
+            r#"{"_id": "q1", "text": "What causes ocean tides?"}"#,
+            "\n",
+            r#"{"_id": "q2", "text": "Why does sourdough rise?"}"#,
+            "\n",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td3\t1\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn eval_reports_metrics_and_its_baseline_gate_decides_the_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path());
+    let data = dir.path().to_str().unwrap();
+
+    let out = rag(&[
+        "eval",
+        "--dataset",
+        data,
+        "--embedder",
+        "hash",
+        "--mode",
+        "keyword",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints one JSON report");
+    let ndcg = report["ndcg_at_10"]
+        .as_f64()
+        .expect("ndcg_at_10 in the report");
+    assert!(
+        (ndcg - 1.0).abs() < 1e-9,
+        "both queries rank their document first: {report}"
+    );
+
+    // A baseline the run cannot reach: the gate fails with exit code 1.
+    let baseline = dir.path().join("baseline.json");
+    std::fs::write(
+        &baseline,
+        r#"{"split": "test", "ndcg_at_10": 1.5, "tolerance": 0.01}"#,
+    )
+    .unwrap();
+    let out = rag(&[
+        "eval",
+        "--dataset",
+        data,
+        "--embedder",
+        "hash",
+        "--mode",
+        "keyword",
+        "--baseline",
+        baseline.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("BELOW"));
+}
+
+#[test]
+fn bad_usage_exits_with_code_2_and_says_how_to_call_it() {
+    let out = rag(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: rag eval"));
+
+    let out = rag(&["eval", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = rag(&["eval"]);
+    assert_eq!(out.status.code(), Some(2), "--dataset is required");
+}
+
+#[test]
+fn the_quickstart_binary_refuses_unknown_flags_without_touching_the_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("rag-data");
+    let out = Command::new(env!("CARGO_BIN_EXE_quickstart"))
+        .args(["--no-such-flag", "--data", data.to_str().unwrap()])
+        .output()
+        .expect("run the quickstart binary");
+    assert!(!out.status.success());
+    assert!(!data.exists(), "a refused invocation creates no store");
+}

@@ -52,7 +52,7 @@ use serde::Deserialize;
 const USAGE: &str = "usage: rag eval --dataset DIR [--split test] [--embedder auto|local|bge|minilm|hash] \
 [--reranker auto|local|none] [--mode hybrid|dense|keyword] [--fusion rrf[:K]|weighted:W] \
 [--rerank-depth N] [--depth N] [--store memory|lance] [--data DIR] [--chunk-tokens MAX[:OVERLAP]] [--rerank-max-tokens N] [--per-query FILE] \
-[--rerank-weight W] [--run FILE] [--json] [--baseline FILE] [--grid]";
+[--rerank-weight W] [--hybrid-pool N[,N…]] [--run FILE] [--json] [--baseline FILE] [--grid]";
 
 struct EvalArgs {
     dataset: PathBuf,
@@ -61,6 +61,10 @@ struct EvalArgs {
     reranker: String,
     mode: SearchMode,
     fusion: Fusion,
+    /// `--hybrid-pool N[,N…]`: candidates each side of a hybrid search
+    /// contributes to fusion (default: the stores' rule); several values are
+    /// evaluated side by side after one ingest.
+    hybrid_pools: Vec<usize>,
     rerank_depth: usize,
     rerank_weight: f32,
     depth: usize,
@@ -120,6 +124,7 @@ fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> 
         reranker: "none".into(),
         mode: SearchMode::Hybrid,
         fusion: Fusion::default(),
+        hybrid_pools: Vec::new(),
         rerank_depth: EvalOptions::default().rerank_depth,
         rerank_weight: EvalOptions::default().rerank_weight,
         depth: 100,
@@ -154,6 +159,12 @@ fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> 
                 }
             }
             "--fusion" => a.fusion = parse_fusion(&value()?)?,
+            "--hybrid-pool" => {
+                a.hybrid_pools = value()?
+                    .split(',')
+                    .map(|n| num(n.trim().to_owned()))
+                    .collect::<Result<_, _>>()?;
+            }
             "--rerank-depth" => a.rerank_depth = num(value()?)?,
             "--depth" => a.depth = num(value()?)?,
             "--rerank-weight" => {
@@ -383,12 +394,44 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
         builder = builder.chunker_arc(chunker);
     }
     let rag = builder.build()?;
-    let options = EvalOptions::default()
+    let mut options = EvalOptions::default()
         .with_depth(a.depth)
         .with_mode(a.mode)
         .with_fusion(a.fusion)
         .with_rerank_depth(a.rerank_depth)
         .with_rerank_weight(a.rerank_weight);
+    if let [pool] = a.hybrid_pools[..] {
+        options = options.with_hybrid_pool(pool);
+    }
+
+    if a.hybrid_pools.len() > 1 {
+        println!(
+            "dataset {} split {}: {} queries, {} documents; {} store; {}",
+            data.dir.display(),
+            data.split,
+            data.queries.len(),
+            data.corpus.len(),
+            a.store,
+            describe(a.mode, a.fusion, embedder.model_id(), None)
+        );
+        println!("\n| hybrid pool | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | MAP | ms/query |");
+        println!("|---|---|---|---|---|---|---|");
+        for (i, &pool) in a.hybrid_pools.iter().enumerate() {
+            let o = options.clone().with_hybrid_pool(pool).with_ingest(i == 0);
+            let r = evaluate_pipeline(&rag, &data, &o).await?;
+            let m = &r.metrics;
+            println!(
+                "| {pool} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
+                m.ndcg_at_10,
+                m.recall_at_10,
+                m.recall_at_100,
+                m.mrr_at_10,
+                m.map,
+                r.query_time.as_secs_f64() * 1000.0 / m.queries.max(1) as f64
+            );
+        }
+        return Ok(true);
+    }
 
     if a.grid {
         println!(

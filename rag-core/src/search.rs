@@ -68,7 +68,31 @@ pub struct SearchRequest {
     pub mode: SearchMode,
     /// Fusion for [`SearchMode::Hybrid`].
     pub fusion: Fusion,
+    /// Candidates each side of a hybrid search contributes to fusion;
+    /// `None` (the default) for the rule of [`hybrid_pool`]. See
+    /// [`SearchRequest::fusion_pool`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<usize>,
 }
+
+/// Candidates each side (dense and keyword) of a hybrid search contributes
+/// to fusion, for `top_k` results: `max(4 × top_k, 50)`, at most
+/// [`MAX_TOP_K`]. The one pool rule of every store's hybrid search and of
+/// the pipeline's own fusion (for stores without a hybrid search), so a
+/// hybrid ranking is the same whichever of them computes it. Deeper pools
+/// let a chunk ranked low on one side but high on the other reach the top.
+///
+/// ```
+/// use rag_core::search::hybrid_pool;
+/// assert_eq!(hybrid_pool(5), 50);
+/// assert_eq!(hybrid_pool(100), 400);
+/// ```
+pub fn hybrid_pool(top_k: usize) -> usize {
+    (4 * top_k).clamp(HYBRID_POOL_MIN, MAX_TOP_K)
+}
+
+/// The smallest pool of [`hybrid_pool`].
+pub const HYBRID_POOL_MIN: usize = 50;
 
 impl SearchRequest {
     /// A dense query.
@@ -80,6 +104,7 @@ impl SearchRequest {
             top_k,
             mode: SearchMode::Dense,
             fusion: Fusion::default(),
+            pool: None,
         }
     }
 
@@ -92,6 +117,7 @@ impl SearchRequest {
             top_k,
             mode: SearchMode::Keyword,
             fusion: Fusion::default(),
+            pool: None,
         }
     }
 
@@ -104,6 +130,7 @@ impl SearchRequest {
             top_k,
             mode: SearchMode::Hybrid,
             fusion: Fusion::default(),
+            pool: None,
         }
     }
 
@@ -117,6 +144,23 @@ impl SearchRequest {
     pub fn with_fusion(mut self, fusion: Fusion) -> Self {
         self.fusion = fusion;
         self
+    }
+
+    /// Sets the candidates each side of a hybrid search contributes to
+    /// fusion (default: [`hybrid_pool`]).
+    pub fn with_pool(mut self, pool: usize) -> Self {
+        self.pool = Some(pool);
+        self
+    }
+
+    /// The candidates each side of this hybrid search contributes to
+    /// fusion: [`SearchRequest::pool`] when set, else [`hybrid_pool`]; never
+    /// fewer than `top_k` nor more than [`MAX_TOP_K`]. Every store's hybrid
+    /// search takes this many from each side.
+    pub fn fusion_pool(&self) -> usize {
+        self.pool
+            .unwrap_or_else(|| hybrid_pool(self.top_k))
+            .clamp(self.top_k.min(MAX_TOP_K), MAX_TOP_K)
     }
 
     /// Checks the request against a store's capabilities: the inputs its mode

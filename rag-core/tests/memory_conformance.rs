@@ -51,6 +51,8 @@ mod broken {
         IgnoresFilter,
         LeaksNamespaces,
         AppendsInsteadOfReplacing,
+        /// Fuses hybrid lists of `top_k` each instead of the pool.
+        HybridIgnoresPool,
     }
 
     #[derive(Debug)]
@@ -88,6 +90,9 @@ mod broken {
         async fn search(&self, ns: &Namespace, mut req: SearchRequest) -> Result<Vec<ScoredChunk>> {
             if let Bug::IgnoresFilter = self.bug {
                 req.filter = None;
+            }
+            if let Bug::HybridIgnoresPool = self.bug {
+                req.pool = Some(req.top_k);
             }
             self.inner.search(&self.ns(ns), req).await
         }
@@ -133,6 +138,7 @@ mod broken {
             Bug::IgnoresFilter,
             Bug::LeaksNamespaces,
             Bug::AppendsInsteadOfReplacing,
+            Bug::HybridIgnoresPool,
         ] {
             let store = Broken {
                 inner: MemoryVectorStore::default(),

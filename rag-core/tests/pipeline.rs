@@ -512,6 +512,130 @@ impl VectorStore for DenseOnly {
     }
 }
 
+/// The in-memory store, recording each search's mode and depth; with
+/// `native_hybrid` off it declares no hybrid search and refuses one.
+#[derive(Debug)]
+struct Recording {
+    inner: MemoryVectorStore,
+    native_hybrid: bool,
+    searches: Mutex<Vec<(SearchMode, usize)>>,
+}
+
+impl Recording {
+    fn new(native_hybrid: bool) -> Self {
+        Self {
+            inner: MemoryVectorStore::default(),
+            native_hybrid,
+            searches: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+#[async_trait]
+impl VectorStore for Recording {
+    fn capabilities(&self) -> Capabilities {
+        let mut caps = self.inner.capabilities();
+        caps.hybrid = self.native_hybrid;
+        caps
+    }
+    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
+        self.inner.upsert(ns, chunks).await
+    }
+    async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {
+        self.searches.lock().push((req.mode, req.top_k));
+        if req.mode == SearchMode::Hybrid && !self.native_hybrid {
+            return Err(Error::unsupported("recording", "hybrid search"));
+        }
+        self.inner.search(ns, req).await
+    }
+    async fn delete_document(&self, ns: &Namespace, id: &DocumentId) -> Result<usize> {
+        self.inner.delete_document(ns, id).await
+    }
+    async fn document_hashes(
+        &self,
+        ns: &Namespace,
+        ids: &[DocumentId],
+    ) -> Result<Vec<(DocumentId, String)>> {
+        self.inner.document_hashes(ns, ids).await
+    }
+    async fn get_chunks(&self, ns: &Namespace, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
+        self.inner.get_chunks(ns, ids).await
+    }
+    async fn list_documents(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<DocumentInfo>> {
+        self.inner.list_documents(ns, after, limit).await
+    }
+    async fn count(&self, ns: &Namespace) -> Result<usize> {
+        self.inner.count(ns).await
+    }
+    async fn delete_namespace(&self, ns: &Namespace) -> Result<()> {
+        self.inner.delete_namespace(ns).await
+    }
+    async fn health(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// One meaning of hybrid: a store with hybrid search gets one hybrid
+/// request; for a store without, the pipeline runs both searches at the
+/// stores' pool depth and fuses them itself — and the rankings agree.
+#[tokio::test]
+async fn hybrid_retrieval_is_one_request_or_the_same_fusion_of_two() {
+    let native = Arc::new(Recording::new(true));
+    let parts = Arc::new(Recording::new(false));
+    let mut docs = corpus();
+    for i in 0..40 {
+        docs.push(Document::new(
+            format!("extra{i}.md"),
+            format!(
+                "Note {i}: keys and deploys are mentioned {} times here.",
+                i % 6
+            ),
+        ));
+    }
+    let native_rag = rag_with(native.clone(), Arc::new(ScriptedLlm::new()));
+    let parts_rag = rag_with(parts.clone(), Arc::new(ScriptedLlm::new()));
+    native_rag.ingest_many(docs.clone()).await;
+    parts_rag.ingest_many(docs).await;
+    for fusion in [
+        Fusion::Rrf { k: 60.0 },
+        Fusion::Weighted { dense_weight: 0.7 },
+    ] {
+        for pool in [None, Some(5)] {
+            let mut ask = Ask::new("how often are keys rotated")
+                .top_k(4)
+                .rerank_top_n(4)
+                .fusion(fusion);
+            if let Some(p) = pool {
+                ask = ask.hybrid_pool(p);
+            }
+            native.searches.lock().clear();
+            parts.searches.lock().clear();
+            let a = native_rag.search(&ask).await.unwrap();
+            let b = parts_rag.search(&ask).await.unwrap();
+            let depth = pool.unwrap_or(rag_core::search::hybrid_pool(4));
+            assert_eq!(*native.searches.lock(), [(SearchMode::Hybrid, 4)]);
+            let mut two = parts.searches.lock().clone();
+            two.sort_by_key(|(m, _)| *m as u8);
+            assert_eq!(
+                two,
+                [(SearchMode::Dense, depth), (SearchMode::Keyword, depth)]
+            );
+            let ranking = |l: &[ScoredChunk]| -> Vec<(String, i64)> {
+                l.iter()
+                    .map(|h| (h.chunk.id.to_string(), (h.score * 1e5).round() as i64))
+                    .collect()
+            };
+            assert_eq!(ranking(&a), ranking(&b), "{fusion:?}, pool {pool:?}");
+            assert_eq!(a.len(), 4);
+        }
+    }
+}
+
 #[tokio::test]
 async fn keywordless_store_falls_back_to_dense_and_says_so() {
     let rag = rag_with(

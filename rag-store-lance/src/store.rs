@@ -602,7 +602,7 @@ impl VectorStore for LanceVectorStore {
             SearchMode::Keyword => self.keyword(&h, text, k, filter).await,
             SearchMode::Hybrid => {
                 // As the in-memory store: fuse the best max(4k, 50) of each.
-                let candidates = (4 * k).clamp(50, rag_core::search::MAX_TOP_K);
+                let candidates = request.fusion_pool();
                 let (d, kw) = futures::try_join!(
                     self.dense(&h, vector, candidates, filter),
                     self.keyword(&h, text, candidates, filter)

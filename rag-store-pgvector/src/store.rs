@@ -388,7 +388,7 @@ impl PgVectorStore {
             SearchMode::Hybrid => {
                 let v = request.vector.clone().unwrap_or_default();
                 let text = request.text.clone().unwrap_or_default();
-                let candidates = (4 * k).clamp(50, MAX_TOP_K);
+                let candidates = request.fusion_pool();
                 let ef = Self::effective_ef(ef_search, candidates);
                 let mut tx = self.begin_search(ef, true).await?;
                 let dense = self

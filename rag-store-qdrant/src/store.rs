@@ -736,7 +736,7 @@ impl QdrantStore {
         filter: Option<qdrant::Filter>,
     ) -> Result<Vec<ScoredChunk>> {
         let k = request.top_k;
-        let n = (4 * k).clamp(50, MAX_TOP_K);
+        let n = request.fusion_pool();
         let vector = request.vector.clone().unwrap_or_default();
         let terms =
             schema::query_sparse(&self.analyzer, request.text.as_deref().unwrap_or_default());

@@ -342,6 +342,9 @@ pub struct EvalOptions {
     pub mode: SearchMode,
     /// How hybrid lists are fused; the pipeline's default ([`Fusion::default`]).
     pub fusion: Fusion,
+    /// Candidates each side of a hybrid search contributes to fusion;
+    /// `None` for the stores' rule ([`crate::search::hybrid_pool`]).
+    pub hybrid_pool: Option<usize>,
     /// Candidates the pipeline's reranker (when it has one) reorders, from
     /// the top of the retrieved list: 20, what [`Ask`] reranks by default.
     /// 0 turns reranking off. The rest keep their retrieval order.
@@ -363,6 +366,7 @@ impl Default for EvalOptions {
             depth: 100,
             mode: SearchMode::Hybrid,
             fusion: Fusion::default(),
+            hybrid_pool: None,
             rerank_depth: Ask::new("").top_k,
             rerank_weight: Ask::new("").rerank_weight,
             concurrency: 4,
@@ -390,6 +394,11 @@ impl EvalOptions {
     /// Sets the fusion of hybrid lists.
     pub fn with_fusion(mut self, fusion: Fusion) -> Self {
         self.fusion = fusion;
+        self
+    }
+    /// Sets the candidates each side of a hybrid search contributes.
+    pub fn with_hybrid_pool(mut self, n: usize) -> Self {
+        self.hybrid_pool = Some(n);
         self
     }
     /// Sets how many candidates the reranker reorders (0: none).
@@ -534,7 +543,7 @@ pub async fn evaluate_pipeline(
     let started = Instant::now();
     let results: Vec<(String, Vec<(String, f64)>)> = futures::stream::iter(&data.queries)
         .map(|q| async move {
-            let ask = Ask::new(q.text.as_str())
+            let mut ask = Ask::new(q.text.as_str())
                 .namespace(options.namespace.clone())
                 .top_k(options.depth)
                 .mode(options.mode)
@@ -542,6 +551,7 @@ pub async fn evaluate_pipeline(
                 .rerank(false)
                 .rerank_top_n(options.depth)
                 .condense(false);
+            ask.hybrid_pool = options.hybrid_pool;
             let mut chunks = rag.search(&ask).await?;
             let n = options.rerank_depth.min(chunks.len());
             if reranked && n > 0 {

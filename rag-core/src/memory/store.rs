@@ -612,7 +612,7 @@ impl VectorStore for MemoryVectorStore {
                 if empty {
                     return Ok(Vec::new());
                 }
-                let pool = (k * 4).max(50);
+                let pool = request.fusion_pool();
                 let q = query_vec.unwrap_or_default();
                 let dense = self
                     .dense_scores(&st, &q, &keep, pool)

@@ -115,9 +115,11 @@ pub struct Trace {
     pub mode_used: SearchMode,
     /// Why the mode used differs from the one asked for.
     pub fallback: Option<String>,
-    /// Results of the dense search.
+    /// Results of the dense search; for a hybrid search the store fused,
+    /// the fused results with a dense score.
     pub dense_candidates: usize,
-    /// Results of the keyword search.
+    /// Results of the keyword search; for a hybrid search the store fused,
+    /// the fused results with a keyword score.
     pub keyword_candidates: usize,
     /// Candidates after fusion.
     pub fused_candidates: usize,
@@ -179,7 +181,7 @@ pub struct Answer {
     pub model: String,
     /// Why generation stopped.
     pub finish_reason: FinishReason,
-    /// True when no language model wrote this: the [`ExtractiveAnswerer`]
+    /// True when no language model wrote this: the [`ExtractiveAnswerer`](crate::ExtractiveAnswerer)
     /// picked sentences from the sources.
     pub extractive: bool,
     /// The session the exchange was appended to.

@@ -68,12 +68,17 @@ pub struct Ask {
     pub namespace: Namespace,
     /// Only chunks matching this are retrieved.
     pub filter: Option<Filter>,
-    /// Candidates retrieved by each search (and kept after fusion); 20.
+    /// Candidates retrieved (after fusion, for hybrid); 20.
     pub top_k: usize,
     /// Dense, keyword or hybrid (both, fused); hybrid by default.
     pub mode: SearchMode,
     /// How hybrid lists are fused; [`Fusion::default`]: weighted, dense 0.7.
     pub fusion: Fusion,
+    /// Candidates each side of a hybrid search contributes to fusion;
+    /// `None` for the rule every store uses
+    /// ([`hybrid_pool`](crate::search::hybrid_pool)).
+    #[serde(default)]
+    pub hybrid_pool: Option<usize>,
     /// Whether the pipeline's reranker (if any) is used; true.
     pub rerank: bool,
     /// Candidates kept after reranking (or after fusion without a
@@ -110,6 +115,7 @@ impl Ask {
             top_k: 20,
             mode: SearchMode::Hybrid,
             fusion: Fusion::default(),
+            hybrid_pool: None,
             rerank: true,
             rerank_top_n: 8,
             rerank_weight: 1.0,
@@ -147,6 +153,12 @@ impl Ask {
     /// Sets the fusion.
     pub fn fusion(mut self, fusion: Fusion) -> Self {
         self.fusion = fusion;
+        self
+    }
+    /// Sets the candidates each side of a hybrid search contributes to
+    /// fusion (default: [`hybrid_pool`](crate::search::hybrid_pool)).
+    pub fn hybrid_pool(mut self, n: usize) -> Self {
+        self.hybrid_pool = Some(n);
         self
     }
     /// Turns reranking on or off.
@@ -208,6 +220,13 @@ impl Ask {
             return Err(Error::invalid_input(format!(
                 "top_k must be 1 to {MAX_TOP_K}, got {}",
                 self.top_k
+            )));
+        }
+        if let Some(pool) = self.hybrid_pool
+            && (pool == 0 || pool > MAX_TOP_K)
+        {
+            return Err(Error::invalid_input(format!(
+                "hybrid_pool must be 1 to {MAX_TOP_K}, got {pool}"
             )));
         }
         if self.rerank_top_n == 0 {

@@ -1,5 +1,8 @@
-//! Retrieval: dense and keyword search run concurrently and fused, with a
-//! recorded fallback when the store lacks a mode; then reranking.
+//! Retrieval: one hybrid search when the store has one, else dense and
+//! keyword searches run concurrently and fused here with the same pool and
+//! fusion ([`SearchRequest::fusion_pool`], [`fuse`]), so the ranking is the
+//! same either way; a recorded fallback when the store lacks a mode; then
+//! reranking.
 
 use std::time::{Duration, Instant};
 
@@ -78,7 +81,44 @@ impl Inner {
         let (mode, fallback) = plan(ask.mode, caps.dense, caps.keyword, &caps.backend)?;
         let top_k = ask.top_k.min(MAX_TOP_K);
         let started = Instant::now();
+        let request = |mut req: SearchRequest| {
+            req.filter.clone_from(&ask.filter);
+            req.fusion = ask.fusion;
+            req.pool = ask.hybrid_pool;
+            req
+        };
 
+        if mode == SearchMode::Hybrid && caps.hybrid {
+            // One request: the store fuses (natively, or in one transaction).
+            let t = Instant::now();
+            let vector = self.embedder.embed_query(query).await?;
+            let embed = t.elapsed();
+            let candidates = self
+                .store
+                .search(ns, request(SearchRequest::hybrid(vector, query, top_k)))
+                .await?;
+            return Ok(Retrieved {
+                dense_candidates: candidates
+                    .iter()
+                    .filter(|c| c.dense_score.is_some())
+                    .count(),
+                keyword_candidates: candidates
+                    .iter()
+                    .filter(|c| c.keyword_score.is_some())
+                    .count(),
+                candidates,
+                mode,
+                fallback,
+                embed,
+                retrieve: started.elapsed().saturating_sub(embed),
+            });
+        }
+
+        // The pool each side contributes when fusing here: the stores' rule.
+        let depth = match mode {
+            SearchMode::Hybrid => request(SearchRequest::keyword(query, top_k)).fusion_pool(),
+            _ => top_k,
+        };
         let dense = async {
             if mode == SearchMode::Keyword {
                 return Ok((Vec::new(), Duration::ZERO));
@@ -86,17 +126,16 @@ impl Inner {
             let t = Instant::now();
             let vector = self.embedder.embed_query(query).await?;
             let embed = t.elapsed();
-            let mut req = SearchRequest::dense(vector, top_k);
-            req.filter.clone_from(&ask.filter);
+            let req = request(SearchRequest::dense(vector, depth));
             Ok::<_, Error>((self.store.search(ns, req).await?, embed))
         };
         let keyword = async {
             if mode == SearchMode::Dense {
                 return Ok(Vec::new());
             }
-            let mut req = SearchRequest::keyword(query, top_k);
-            req.filter.clone_from(&ask.filter);
-            self.store.search(ns, req).await
+            self.store
+                .search(ns, request(SearchRequest::keyword(query, depth)))
+                .await
         };
         let (dense, keyword) = futures::join!(dense, keyword);
         let (dense, embed) = dense?;

@@ -31,6 +31,7 @@ pub async fn run_all(store: &dyn VectorStore) {
     delete_removes_from_every_index(store).await;
     keyword_search_ranks_matching_text(store).await;
     hybrid_search(store).await;
+    hybrid_is_the_fusion_of_its_parts(store).await;
     every_filter_operator(store).await;
     filter_on_missing_field(store).await;
     filter_with_keyword_search(store).await;
@@ -463,6 +464,100 @@ pub async fn hybrid_search(store: &dyn VectorStore) {
         );
     }
     done(store, &ns).await;
+}
+
+/// A store's hybrid search ranks exactly as the fusion of its own dense and
+/// keyword searches, each [`SearchRequest::fusion_pool`] deep, by
+/// [`crate::search::fuse`]: the ranking the pipeline computes itself for a
+/// store without hybrid search. So `Rag` retrieval and `store.search` agree,
+/// whichever of them fuses. Checked for RRF and weighted fusion, with the
+/// default pool and with a pool shallower than the data.
+pub async fn hybrid_is_the_fusion_of_its_parts(store: &dyn VectorStore) {
+    let caps = store.capabilities();
+    if !(caps.hybrid && caps.dense && caps.keyword) {
+        return;
+    }
+    let ns = fresh_namespace("hybrid_parts");
+    let d = dims(store);
+    let words = ["alpha", "beta", "gamma", "delta", "epsilon"];
+    let mut batch = Vec::new();
+    for i in 0..30usize {
+        // Term frequencies vary, so keyword scores differ between documents.
+        let text = format!(
+            "{} {} document{i} filler{}",
+            words[i % 5],
+            vec![words[(i + 1) % 5]; 1 + i % 4].join(" "),
+            i % 7
+        );
+        let mut c = doc_chunks(&format!("p{i:02}"), &[text.as_str()], json!({}), d, 0);
+        c[0].vector = random_unit(i as u64 + 1, d);
+        batch.extend(c);
+    }
+    store.upsert(&ns, &batch).await.expect("upsert");
+    let query = random_unit(4242, d);
+    let text = "alpha beta";
+    for fusion in [
+        crate::search::Fusion::Rrf { k: 60.0 },
+        crate::search::Fusion::Weighted { dense_weight: 0.7 },
+    ] {
+        for pool in [None, Some(6)] {
+            let mut req = SearchRequest::hybrid(query.clone(), text, 4).with_fusion(fusion);
+            req.pool = pool;
+            let depth = req.fusion_pool();
+            let hybrid = store.search(&ns, req).await.expect("hybrid search");
+            let dense = store
+                .search(&ns, SearchRequest::dense(query.clone(), depth))
+                .await
+                .expect("dense search");
+            let keyword = store
+                .search(&ns, SearchRequest::keyword(text, depth))
+                .await
+                .expect("keyword search");
+            let fused = crate::search::fuse(dense, keyword, fusion, 4);
+            let what = format!("{fusion:?}, pool {depth}");
+            assert_same_ranking(&hybrid, &fused, &what);
+        }
+    }
+    done(store, &ns).await;
+}
+
+/// The same chunks with the same scores (within float noise), in the same
+/// order up to ties.
+fn assert_same_ranking(got: &[crate::ScoredChunk], want: &[crate::ScoredChunk], what: &str) {
+    let show = |l: &[crate::ScoredChunk]| -> Vec<(String, f32)> {
+        l.iter()
+            .map(|h| (h.chunk.document_id.to_string(), h.score))
+            .collect()
+    };
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "{what}: {:?} vs {:?}",
+        show(got),
+        show(want)
+    );
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-4 * a.abs().max(b.abs()).max(1e-3);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            close(g.score, w.score),
+            "{what}: score {i} differs: {:?} vs {:?}",
+            show(got),
+            show(want)
+        );
+        let tied = |l: &[crate::ScoredChunk]| {
+            (i > 0 && close(l[i - 1].score, l[i].score))
+                || (i + 1 < l.len() && close(l[i + 1].score, l[i].score))
+        };
+        if !tied(got) && !tied(want) {
+            assert_eq!(
+                g.chunk.id,
+                w.chunk.id,
+                "{what}: rank {i} differs: {:?} vs {:?}",
+                show(got),
+                show(want)
+            );
+        }
+    }
 }
 
 /// The filter fixture: chunk metadata covering every value type.

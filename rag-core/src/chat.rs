@@ -97,6 +97,26 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     /// Seed for providers that support reproducible sampling.
     pub seed: Option<u64>,
+    /// The numbered sources the messages render, as data: `Some` for a
+    /// request to answer from sources (empty when nothing was retrieved),
+    /// `None` for any other request (condensing a follow-up, a plain chat).
+    /// Answerers that work on the sources themselves (the
+    /// [`ExtractiveAnswerer`](crate::ExtractiveAnswerer), the
+    /// [`GroundedAnswerer`](crate::GroundedAnswerer)) read them here; a
+    /// client of a model API ignores them (the prompt already has them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<Vec<PromptSource>>,
+}
+
+/// One numbered source of a [`ChatRequest`]: `[number]` cites it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PromptSource {
+    /// Its number in the prompt.
+    pub number: usize,
+    /// Where it comes from (the document's source).
+    pub source: String,
+    /// The text given to the model.
+    pub text: String,
 }
 
 impl ChatRequest {
@@ -125,6 +145,12 @@ impl ChatRequest {
     /// Sets the seed.
     pub fn with_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
+        self
+    }
+    /// Sets the sources the messages render, as data
+    /// ([`ChatRequest::sources`]).
+    pub fn with_sources(mut self, sources: Vec<PromptSource>) -> Self {
+        self.sources = Some(sources);
         self
     }
 }
@@ -173,6 +199,11 @@ pub struct ChatResponse {
     /// The model that answered (may differ from the one asked, behind a
     /// fallback).
     pub model: String,
+    /// True when no language model wrote `text`: sentences quoted from the
+    /// sources (the [`ExtractiveAnswerer`](crate::ExtractiveAnswerer), or a
+    /// checked reader that fell back to quoting).
+    #[serde(default)]
+    pub extractive: bool,
 }
 
 /// One event of a streamed answer: text deltas, then exactly one `Finish`.
@@ -189,5 +220,9 @@ pub enum ChatDelta {
         finish_reason: FinishReason,
         /// The model that answered.
         model: String,
+        /// True when no language model wrote the text
+        /// ([`ChatResponse::extractive`]).
+        #[serde(default)]
+        extractive: bool,
     },
 }

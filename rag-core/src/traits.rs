@@ -155,6 +155,14 @@ pub trait LlmClient: Send + Sync + Debug {
     /// Tokens the model accepts, prompt and answer together.
     fn context_window(&self) -> usize;
 
+    /// True when no language model writes the replies (the
+    /// [`ExtractiveAnswerer`](crate::ExtractiveAnswerer)): the pipeline
+    /// then rewrites a follow-up question without a model call. False by
+    /// default; a wrapper answers for what it wraps.
+    fn model_free(&self) -> bool {
+        false
+    }
+
     /// Generates a complete answer.
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse>;
 
@@ -230,6 +238,7 @@ macro_rules! forward_impls {
         impl<T: LlmClient + ?Sized> LlmClient for $ptr<T> {
             fn model_id(&self) -> &str { (**self).model_id() }
             fn context_window(&self) -> usize { (**self).context_window() }
+            fn model_free(&self) -> bool { (**self).model_free() }
             async fn complete(&self, r: ChatRequest) -> Result<ChatResponse> { (**self).complete(r).await }
             async fn stream(&self, r: ChatRequest) -> Result<ChatStream> { (**self).stream(r).await }
         }

@@ -352,6 +352,7 @@ impl LlmClient for TextAfterFinishLlm {
             usage: Usage::default(),
             finish_reason: FinishReason::Stop,
             model: self.model_id().into(),
+            extractive: false,
         })
     }
     async fn stream(&self, _request: ChatRequest) -> Result<ChatStream> {
@@ -359,6 +360,7 @@ impl LlmClient for TextAfterFinishLlm {
             usage: Usage::default(),
             finish_reason: FinishReason::Stop,
             model: self.model_id().into(),
+            extractive: false,
         };
         let items = vec![
             Ok(ChatDelta::Text("Red".into())),

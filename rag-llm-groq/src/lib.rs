@@ -156,6 +156,10 @@ impl LlmClient for GroqChat {
         self.inner.context_window()
     }
 
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         self.inner.complete(request).await
     }

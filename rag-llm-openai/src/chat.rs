@@ -176,6 +176,7 @@ impl LlmClient for OpenAiChat {
                 .model
                 .filter(|m| !m.is_empty())
                 .unwrap_or_else(|| self.config().chat_model.clone()),
+            extractive: false,
         })
     }
 

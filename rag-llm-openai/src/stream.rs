@@ -161,6 +161,7 @@ impl State {
                 .model
                 .take()
                 .unwrap_or_else(|| self.config.chat_model.clone()),
+            extractive: false,
         }
     }
 

@@ -75,6 +75,7 @@ async fn completion_and_stream_against_llama_server() {
                 usage,
                 finish_reason,
                 model,
+                ..
             } => {
                 finish = Some((*usage, *finish_reason, model.clone()));
             }

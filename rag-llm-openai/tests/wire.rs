@@ -233,6 +233,7 @@ async fn stream_yields_deltas_then_finish_with_the_usage_chunk() {
             usage,
             finish_reason,
             model,
+            ..
         })) => {
             assert_eq!((usage.prompt_tokens, usage.completion_tokens), (12, 3));
             assert_eq!(*finish_reason, FinishReason::Stop);

@@ -474,6 +474,7 @@ impl LocalChat {
                 usage: out.usage,
                 finish_reason: out.finish,
                 model: self.inner.model_id.clone(),
+                extractive: false,
             },
             out.stats,
         ))
@@ -706,6 +707,7 @@ impl LlmClient for LocalChat {
                         usage: out.usage,
                         finish_reason: out.finish,
                         model: inner.model_id.clone(),
+                        extractive: false,
                     })
                 }
                 Err(e) => Err(e),

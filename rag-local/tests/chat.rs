@@ -77,6 +77,7 @@ async fn greedy_answer_streams_the_same_text() {
             usage,
             finish_reason,
             model,
+            ..
         } => {
             assert_eq!(*usage, done.usage);
             assert_eq!(*finish_reason, done.finish_reason);

@@ -7,7 +7,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use pgvector::Vector;
 use rag_core::filter::FilterOp;
-use rag_core::search::{MAX_TOP_K, fuse, validate_upsert};
+use rag_core::search::{fuse, validate_upsert};
 use rag_core::{
     Capabilities, Chunk, ChunkId, Distance, DocumentId, DocumentInfo, EmbeddedChunk, Error,
     Metadata, Namespace, Result, ScoredChunk, SearchMode, SearchRequest, VectorStore,

@@ -15,7 +15,7 @@ use qdrant_client::qdrant::{
     points_selector, points_update_operation, vectors_config, with_payload_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};
-use rag_core::search::{MAX_TOP_K, fuse, validate_upsert};
+use rag_core::search::{fuse, validate_upsert};
 use rag_core::text::Analyzer;
 use rag_core::{
     Capabilities, Chunk, ChunkId, Distance, DocumentId, DocumentInfo, EmbeddedChunk, Error,

@@ -360,6 +360,9 @@ impl<S: LlmClient> LlmClient for CircuitBreaker<S> {
     fn context_window(&self) -> usize {
         self.inner.context_window()
     }
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         self.call(self.inner.complete(request)).await
     }

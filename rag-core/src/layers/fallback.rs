@@ -148,6 +148,10 @@ impl<P: LlmClient, S: LlmClient> LlmClient for Fallback<P, S> {
             .context_window()
             .min(self.secondary.context_window())
     }
+    /// The primary's: what answers when nothing fails.
+    fn model_free(&self) -> bool {
+        self.primary.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         run(
             "llm.complete",

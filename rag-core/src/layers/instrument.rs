@@ -138,6 +138,9 @@ impl<S: LlmClient> LlmClient for Instrumented<S> {
     fn context_window(&self) -> usize {
         self.inner.context_window()
     }
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         let model = self.inner.model_id().to_owned();
         let span = tracing::info_span!(

@@ -334,6 +334,9 @@ impl<S: LlmClient> LlmClient for RateLimit<S> {
     fn context_window(&self) -> usize {
         self.inner.context_window()
     }
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         self.limits.acquire(self.chat_tokens(&request)).await?;
         self.inner.complete(request).await

@@ -265,6 +265,9 @@ impl<S: LlmClient> LlmClient for Retry<S> {
     fn context_window(&self) -> usize {
         self.inner.context_window()
     }
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         self.policy
             .run("llm.complete", || self.inner.complete(request.clone()))

@@ -154,6 +154,9 @@ impl<S: LlmClient> LlmClient for Timeout<S> {
     fn context_window(&self) -> usize {
         self.inner.context_window()
     }
+    fn model_free(&self) -> bool {
+        self.inner.model_free()
+    }
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
         self.run("llm.complete", self.inner.complete(request)).await
     }

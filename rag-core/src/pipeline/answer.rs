@@ -139,6 +139,10 @@ pub struct Trace {
     pub removed_markers: usize,
     /// Token usage of the condensing call.
     pub condense_usage: Option<Usage>,
+    /// The condensing call failed (the error is logged) and the follow-up
+    /// was rewritten without a model: the previous question, then it.
+    #[serde(default)]
+    pub condense_failed: bool,
     /// Whether the answer came from the answer cache (its timings are the
     /// original ones).
     pub cached: bool,

@@ -6,14 +6,13 @@ use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
-use crate::chat::{ChatRequest, FinishReason, Message, Role, Usage};
+use crate::chat::{ChatRequest, FinishReason, Message, PromptSource, Role, Usage};
 use crate::error::{Error, Result};
 use crate::search::ScoredChunk;
 use crate::session::SessionId;
 
 use super::answer::{Answer, Source, Trace};
 use super::citations::{self, MarkerFilter};
-use super::extractive::ExtractiveAnswerer;
 use super::packing::{self, PackInput};
 use super::request::Ask;
 use super::{Inner, Rag};
@@ -31,8 +30,16 @@ const CONDENSE_SYSTEM: &str = "Rewrite the follow-up question as one standalone 
 can be understood without the conversation: resolve references such as \"it\", \"they\" or \
 \"the second one\" using the conversation. Reply with the rewritten question only.";
 
-fn is_extractive(model: &str) -> bool {
-    model.starts_with(ExtractiveAnswerer::MODEL_ID_PREFIX)
+/// A follow-up rewritten without a model: the previous question, which is
+/// what a follow-up usually refers to, then the follow-up.
+fn without_model(question: &str, history: &[Message]) -> String {
+    let previous = history
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::User)
+        .map(|m| m.content.as_str())
+        .unwrap_or_default();
+    format!("{previous} {question}").trim().to_owned()
 }
 
 impl Inner {
@@ -73,10 +80,25 @@ impl Inner {
 
         let t = Instant::now();
         let query = if ask.condense && !history.is_empty() {
-            let (q, usage) = self.condense(&ask.question, &history, ask).await?;
             trace.condensed = true;
-            trace.condense_usage = usage;
-            q
+            if self.llm.model_free() {
+                without_model(&ask.question, &history)
+            } else {
+                match self.condense(&ask.question, &history, ask).await {
+                    Ok((q, usage)) => {
+                        trace.condense_usage = Some(usage);
+                        q
+                    }
+                    // The answer may still come (a fallback answerer, a
+                    // model back for the next call): retrieve with the
+                    // rewrite that needs no model rather than fail here.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "condensing the follow-up failed; rewritten without a model");
+                        trace.condense_failed = true;
+                        without_model(&ask.question, &history)
+                    }
+                }
+            }
         } else {
             ask.question.clone()
         };
@@ -122,7 +144,18 @@ impl Inner {
             "prompt packed"
         );
 
-        let mut request = ChatRequest::new(packed.messages).with_max_tokens(ask.budget.answer);
+        let sources = packed
+            .sources
+            .iter()
+            .map(|s| PromptSource {
+                number: s.number,
+                source: s.source.clone(),
+                text: s.text.clone(),
+            })
+            .collect();
+        let mut request = ChatRequest::new(packed.messages)
+            .with_max_tokens(ask.budget.answer)
+            .with_sources(sources);
         request.temperature = ask.temperature;
         Ok((
             request,
@@ -142,18 +175,7 @@ impl Inner {
         question: &str,
         history: &[Message],
         ask: &Ask,
-    ) -> Result<(String, Option<Usage>)> {
-        if is_extractive(self.llm.model_id()) {
-            // No model to rewrite with: prepend the previous question, which
-            // is what a follow-up usually refers to.
-            let previous = history
-                .iter()
-                .rev()
-                .find(|m| m.role == Role::User)
-                .map(|m| m.content.as_str())
-                .unwrap_or_default();
-            return Ok((format!("{previous} {question}").trim().to_owned(), None));
-        }
+    ) -> Result<(String, Usage)> {
         const ANSWER: usize = 128;
         let enc = self.config.encoding;
         let fixed = enc.count(CONDENSE_SYSTEM)
@@ -199,7 +221,7 @@ impl Inner {
         } else {
             rewritten.to_owned()
         };
-        Ok((query, Some(response.usage)))
+        Ok((query, response.usage))
     }
 
     /// Builds the answer and records the exchange in the session.
@@ -233,7 +255,7 @@ impl Inner {
         trace.timings.total = started.elapsed();
         trace.record_metrics();
         Ok(Answer {
-            extractive: is_extractive(&generated.model),
+            extractive: generated.extractive,
             text: generated.text,
             citations,
             sources,
@@ -254,6 +276,8 @@ pub(crate) struct Generated {
     pub(crate) usage: Usage,
     pub(crate) finish_reason: FinishReason,
     pub(crate) model: String,
+    /// Whether no language model wrote the text.
+    pub(crate) extractive: bool,
     /// From the model call to the last token.
     pub(crate) elapsed: Duration,
 }
@@ -328,6 +352,7 @@ impl Rag {
                         usage: response.usage,
                         finish_reason: response.finish_reason,
                         model: response.model,
+                        extractive: response.extractive,
                         elapsed: t.elapsed(),
                     },
                 )

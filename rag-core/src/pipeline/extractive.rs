@@ -8,34 +8,41 @@ use futures::StreamExt;
 use unicode_segmentation::UnicodeSegmentation;
 
 use crate::chat::{ChatDelta, ChatRequest, ChatResponse, FinishReason, Role, Usage};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::text::Analyzer;
 use crate::traits::{ChatStream, LlmClient};
-
-use super::prompt::parse_sources;
 
 /// An [`LlmClient`] that needs no model: it answers with the sentences of
 /// the prompt's numbered sources that best match the question (BM25 over
 /// sentences), each followed by its `[n]` citation.
 ///
 /// It is the pipeline's default when no model is configured. It reads the
-/// sources from the prompt in the format the pipeline renders them (see
-/// [`PromptTemplate`](super::PromptTemplate)), so it works with custom
-/// templates too; with no readable sources it says so instead of failing.
-/// Its model id starts with [`ExtractiveAnswerer::MODEL_ID_PREFIX`] and
-/// answers it writes have [`Answer::extractive`](super::Answer::extractive)
-/// set.
+/// sources as data ([`ChatRequest::sources`], which the pipeline fills),
+/// not from the prompt, so any prompt template works; with no sources it
+/// says so instead of failing. It is
+/// [`model_free`](LlmClient::model_free): the pipeline rewrites follow-ups
+/// without calling it, and a request that is not about sources (`sources`
+/// is `None`: condensing, a plain chat) is `Error::Unsupported` rather
+/// than an answer made up of nothing. Its replies are marked
+/// [`extractive`](ChatResponse::extractive), and so are the
+/// [`Answer`](super::Answer)s it writes.
 ///
 /// ```
+/// use rag_core::chat::PromptSource;
 /// use rag_core::pipeline::ExtractiveAnswerer;
 /// use rag_core::{ChatRequest, LlmClient, Message};
 ///
 /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
-/// let prompt = "<sources>\n<source n=\"1\" from=\"keys.md\">\nThe office opens at nine. \
-///               API keys are rotated every month.\n</source>\n</sources>";
-/// let req = ChatRequest::new(vec![Message::system(prompt), Message::user("When are keys rotated?")]);
+/// let source = PromptSource {
+///     number: 1,
+///     source: "keys.md".into(),
+///     text: "The office opens at nine. API keys are rotated every month.".into(),
+/// };
+/// let req = ChatRequest::new(vec![Message::user("When are keys rotated?")])
+///     .with_sources(vec![source]);
 /// let answer = ExtractiveAnswerer::default().complete(req).await.unwrap();
 /// assert_eq!(answer.text, "API keys are rotated every month. [1]");
+/// assert!(answer.extractive);
 /// # });
 /// ```
 #[derive(Clone)]
@@ -106,7 +113,7 @@ impl ExtractiveAnswerer {
     /// Every model id of this answerer starts with this.
     pub const MODEL_ID_PREFIX: &'static str = "extractive";
 
-    /// The answer when the prompt has no readable sources.
+    /// The answer when the request has no sources.
     pub const NO_SOURCES: &'static str = "No sources were found to answer this question.";
 
     /// The answer when no source sentence matches the question.
@@ -127,6 +134,19 @@ impl ExtractiveAnswerer {
     pub fn with_context_window(mut self, tokens: usize) -> Self {
         self.context_window = tokens;
         self
+    }
+
+    /// A request that is not about sources cannot be answered by quoting
+    /// them.
+    fn check_request(&self, request: &ChatRequest) -> Result<()> {
+        match request.sources {
+            Some(_) => Ok(()),
+            None => Err(Error::unsupported(
+                self.model_id.clone(),
+                "a request without sources (this answerer only quotes sources; it cannot \
+                 rewrite a question or chat)",
+            )),
+        }
     }
 
     /// The answer text for a request.
@@ -157,10 +177,10 @@ impl ExtractiveAnswerer {
             .map(|m| m.content.as_str())
             .unwrap_or_default();
         let analysed: Vec<(usize, Arc<Vec<Analysed>>)> = request
-            .messages
+            .sources
             .iter()
-            .flat_map(|m| parse_sources(&m.content))
-            .map(|s| (s.number, self.analyse(s.text)))
+            .flatten()
+            .map(|s| (s.number, self.analyse(&s.text)))
             .collect();
         let mut sentences = Vec::new();
         for (number, list) in &analysed {
@@ -352,17 +372,24 @@ impl LlmClient for ExtractiveAnswerer {
         self.context_window
     }
 
+    fn model_free(&self) -> bool {
+        true
+    }
+
     async fn complete(&self, request: ChatRequest) -> Result<ChatResponse> {
+        self.check_request(&request)?;
         let text = self.answer(&request);
         Ok(ChatResponse {
             usage: Self::usage(&request, &text),
             text,
             finish_reason: FinishReason::Stop,
             model: self.model_id.clone(),
+            extractive: true,
         })
     }
 
     async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
+        self.check_request(&request)?;
         let text = self.answer(&request);
         let usage = Self::usage(&request, &text);
         let mut items: Vec<Result<ChatDelta>> = word_deltas(&text)
@@ -373,6 +400,7 @@ impl LlmClient for ExtractiveAnswerer {
             usage,
             finish_reason: FinishReason::Stop,
             model: self.model_id.clone(),
+            extractive: true,
         }));
         Ok(futures::stream::iter(items).boxed())
     }
@@ -386,7 +414,7 @@ mod tests {
         let prompt = "<sources>\n<source n=\"1\" from=\"a.md\">\nThe office opens at nine. \
                       API keys are rotated every month.\n</source>\n<source n=\"2\" from=\"b.md\">\n\
                       Keys of the admin account rotate weekly. Lunch is at noon.\n</source>\n</sources>";
-        let req = |q: &str| ChatRequest::new(vec![Message::system(prompt), Message::user(q)]);
+        let req = |q: &str| req(prompt, q);
         let warm = ExtractiveAnswerer::default();
         let first = warm
             .complete(req("When are keys rotated?"))
@@ -418,8 +446,11 @@ mod tests {
     use super::*;
     use crate::chat::Message;
 
+    /// A request as the pipeline sends it: the sources rendered in the
+    /// system message and given as data.
     fn req(system: &str, user: &str) -> ChatRequest {
         ChatRequest::new(vec![Message::system(system), Message::user(user)])
+            .with_sources(crate::pipeline::prompt::parse_sources(system))
     }
 
     #[tokio::test]
@@ -489,6 +520,14 @@ mod tests {
             e.answer(&ChatRequest::default()),
             ExtractiveAnswerer::NO_SOURCES
         );
+        // Not a request about sources: refused, not answered with nothing.
+        let condense = ChatRequest::new(vec![Message::user("Rewrite: and the second one?")]);
+        assert!(matches!(
+            e.complete(condense.clone()).await,
+            Err(Error::Unsupported { .. })
+        ));
+        assert!(e.stream(condense).await.is_err());
+        assert!(e.model_free());
         let sys = "<source n=\"1\" from=\"a\">\nCats sleep a lot.\n</source>\n";
         assert_eq!(
             e.answer(&req(sys, "quantum flux?")),

@@ -14,7 +14,6 @@ use crate::text::Analyzer;
 use crate::traits::{ChatStream, LlmClient};
 
 use super::extractive::{ExtractiveAnswerer, RankedSentence, word_deltas};
-use super::prompt::parse_sources;
 
 /// The instructions the model reads; the excerpts follow.
 const INSTRUCTIONS: &str = "Answer the question using only the excerpts below. Reply with the \
@@ -240,15 +239,13 @@ impl GroundedAnswerer {
 
     async fn answer(&self, request: ChatRequest) -> Result<ChatResponse> {
         let Some((excerpts, reader)) = self.reader_request(&request) else {
-            // No sources: condensing, or nothing retrieved.
-            let has_sources = request
-                .messages
-                .iter()
-                .any(|m| !parse_sources(&m.content).is_empty());
-            if has_sources {
-                return self.fallback.complete(request).await;
-            }
-            return self.model.complete(request).await;
+            return match &request.sources {
+                // Not about sources (condensing, a plain chat): the model's.
+                None => self.model.complete(request).await,
+                // Nothing retrieved, or sources with no sentence to read:
+                // the extractive answer says so.
+                Some(_) => self.fallback.complete(request).await,
+            };
         };
         if excerpts.is_empty() {
             // Sources, but no sentence shares a word with the question.
@@ -256,10 +253,10 @@ impl GroundedAnswerer {
         }
         let reply = self.model.complete(reader).await?;
         let sources: Vec<(usize, &str)> = request
-            .messages
+            .sources
             .iter()
-            .flat_map(|m| parse_sources(&m.content))
-            .map(|s| (s.number, s.text))
+            .flatten()
+            .map(|s| (s.number, s.text.as_str()))
             .collect();
         match self.check(&reply.text, &excerpts, &sources) {
             Ok(text) => Ok(ChatResponse {
@@ -267,6 +264,7 @@ impl GroundedAnswerer {
                 usage: reply.usage,
                 finish_reason: FinishReason::Stop,
                 model: format!("{}/{}", Self::MODEL_ID_PREFIX, reply.model),
+                extractive: false,
             }),
             Err(why) => {
                 metrics::counter!("rag_grounded_fallbacks_total", "reason" => why.label())
@@ -326,6 +324,7 @@ impl LlmClient for GroundedAnswerer {
             usage: answer.usage,
             finish_reason: answer.finish_reason,
             model: answer.model,
+            extractive: answer.extractive,
         }));
         Ok(futures::stream::iter(items).boxed())
     }
@@ -362,6 +361,7 @@ mod tests {
                 },
                 finish_reason: FinishReason::Stop,
                 model: "canned".into(),
+                extractive: false,
             })
         }
         async fn stream(&self, request: ChatRequest) -> Result<ChatStream> {
@@ -372,6 +372,7 @@ mod tests {
                     usage: r.usage,
                     finish_reason: r.finish_reason,
                     model: r.model,
+                    extractive: false,
                 }),
             ])
             .boxed())
@@ -388,7 +389,8 @@ mod tests {
             ..Canned::default()
         });
         let answerer = GroundedAnswerer::new(model.clone());
-        let req = ChatRequest::new(vec![Message::system(PROMPT), Message::user(question)]);
+        let req = ChatRequest::new(vec![Message::system(PROMPT), Message::user(question)])
+            .with_sources(crate::pipeline::prompt::parse_sources(PROMPT));
         (model, answerer, req)
     }
 

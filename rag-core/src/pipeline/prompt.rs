@@ -123,16 +123,10 @@ pub(crate) fn source_header(number: usize, source: &str) -> String {
     format!("<source n=\"{number}\" from=\"{name}\">\n")
 }
 
-/// One source as parsed back from a prompt.
-#[derive(Debug, PartialEq)]
-pub(crate) struct ParsedSource<'a> {
-    pub(crate) number: usize,
-    pub(crate) text: &'a str,
-}
-
 /// Reads the sources rendered by [`source_header`] back out of a prompt
-/// text; anything malformed is skipped.
-pub(crate) fn parse_sources(prompt: &str) -> Vec<ParsedSource<'_>> {
+/// text (anything malformed is skipped): test fixtures written as prompts.
+#[cfg(test)]
+pub(crate) fn parse_sources(prompt: &str) -> Vec<crate::chat::PromptSource> {
     const OPEN: &str = "<source n=\"";
     let mut out = Vec::new();
     let mut rest = prompt;
@@ -142,14 +136,20 @@ pub(crate) fn parse_sources(prompt: &str) -> Vec<ParsedSource<'_>> {
         let Ok(number) = rest[..q].parse::<usize>() else {
             continue;
         };
+        let source = rest[q..]
+            .strip_prefix("\" from=\"")
+            .and_then(|r| r.split('"').next())
+            .unwrap_or_default()
+            .to_owned();
         let Some(nl) = rest.find(">\n") else { break };
         let body = &rest[nl + 2..];
         let Some(end) = body.find(SOURCE_CLOSE) else {
             break;
         };
-        out.push(ParsedSource {
+        out.push(crate::chat::PromptSource {
             number,
-            text: &body[..end],
+            source,
+            text: body[..end].to_owned(),
         });
         rest = &body[end..];
     }
@@ -174,18 +174,15 @@ mod tests {
         block.push_str(BLOCK_CLOSE);
         let t = PromptTemplate::default();
         let sys = t.render_system(&block);
-        let parsed = parse_sources(&sys.content);
+        let parsed: Vec<(usize, String)> = parse_sources(&sys.content)
+            .into_iter()
+            .map(|s| (s.number, s.text))
+            .collect();
         assert_eq!(
             parsed,
             [
-                ParsedSource {
-                    number: 1,
-                    text: "Alpha text."
-                },
-                ParsedSource {
-                    number: 2,
-                    text: "Beta\nlines."
-                }
+                (1, "Alpha text.".to_owned()),
+                (2, "Beta\nlines.".to_owned())
             ]
         );
         let custom = PromptTemplate::new("Be brief.", "Q: {question}?");

@@ -151,6 +151,50 @@ async fn the_extractive_default_condenses_without_a_model() {
     assert_eq!(messages(&sessions, s.id).await.len(), 4);
 }
 
+/// A model behind a fallback to the extractive answerer, down for every
+/// call: condensing fails and the follow-up is rewritten without a model
+/// (the extractive answerer refuses a request without sources instead of
+/// turning "no sources" into the query), and the answer is extractive,
+/// cited from the right document, and says so.
+#[tokio::test]
+async fn a_failed_condense_behind_a_fallback_rewrites_without_a_model() {
+    let down = || Error::backend("primary", true, "connection refused");
+    let primary = ScriptedLlm::new()
+        .with_model_id("primary")
+        .then_fail(down())
+        .then_fail(down())
+        .then_fail(down());
+    let llm = crate::layers::Fallback::new(primary, crate::ExtractiveAnswerer::default());
+    assert!(!llm.model_free(), "the primary is a model");
+    let sessions = Arc::new(TestSessions::default());
+    let rag = Rag::builder()
+        .llm(llm)
+        .sessions_arc(sessions.clone())
+        .chunker(TextChunker::by_chars(200, 0).unwrap())
+        .build()
+        .unwrap();
+    assert!(rag.ingest_many(docs()).await.is_success());
+    let s = rag.create_session(NewSession::default()).await.unwrap();
+    let first = rag
+        .ask(Ask::new("When is lunch served?").session(s.id))
+        .await
+        .unwrap();
+    assert!(first.extractive, "the fallback answered: {}", first.text);
+    let a = rag
+        .ask(Ask::new("and on weekdays?").session(s.id))
+        .await
+        .unwrap();
+    assert!(a.trace.condensed && a.trace.condense_failed);
+    assert_eq!(
+        a.trace.standalone_query,
+        "When is lunch served? and on weekdays?"
+    );
+    assert!(a.extractive);
+    assert!(a.text.contains("noon"), "{}", a.text);
+    assert_eq!(a.citations[0].source, "lunch.md");
+    assert_eq!(messages(&sessions, s.id).await.len(), 4);
+}
+
 #[tokio::test]
 async fn a_failing_llm_leaves_the_session_unchanged() {
     let llm = ScriptedLlm::new()

@@ -61,7 +61,7 @@ struct StreamState {
     filter: MarkerFilter,
     text: String,
     sent_sources: bool,
-    finish: Option<(Usage, FinishReason, String)>,
+    finish: Option<(Usage, FinishReason, String, bool)>,
     done: bool,
     /// When the model call started.
     started: Instant,
@@ -81,7 +81,7 @@ async fn next_event(mut st: StreamState) -> Option<(Result<AskEvent>, StreamStat
                 .unwrap_or_default();
             return Some((Ok(AskEvent::Sources(sources)), st));
         }
-        if let Some((usage, finish_reason, model)) = st.finish.take() {
+        if let Some((usage, finish_reason, model, extractive)) = st.finish.take() {
             st.done = true;
             let prepared = st.prepared.take()?;
             let generated = Generated {
@@ -90,6 +90,7 @@ async fn next_event(mut st: StreamState) -> Option<(Result<AskEvent>, StreamStat
                 usage,
                 finish_reason,
                 model,
+                extractive,
                 elapsed: st.started.elapsed(),
             };
             let answer = st.inner.conclude(prepared, generated).await;
@@ -107,8 +108,9 @@ async fn next_event(mut st: StreamState) -> Option<(Result<AskEvent>, StreamStat
                 usage,
                 finish_reason,
                 model,
+                extractive,
             })) => {
-                st.finish = Some((usage, finish_reason, model));
+                st.finish = Some((usage, finish_reason, model, extractive));
                 let tail = st.filter.finish();
                 if !tail.is_empty() {
                     st.text.push_str(&tail);

@@ -271,6 +271,7 @@ mock! {
     ///             usage: Usage::default(),
     ///             finish_reason: FinishReason::Stop,
     ///             model: "mock-llm".into(),
+    ///             extractive: false,
     ///         }),
     ///     ];
     ///     Ok(futures::stream::iter(items).boxed())

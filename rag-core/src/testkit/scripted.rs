@@ -190,6 +190,7 @@ impl LlmClient for ScriptedLlm {
             text,
             finish_reason: FinishReason::Stop,
             model: self.model_id.clone(),
+            extractive: false,
         })
     }
 
@@ -212,6 +213,7 @@ impl LlmClient for ScriptedLlm {
                 usage,
                 finish_reason: FinishReason::Stop,
                 model,
+                extractive: false,
             })),
         }
         Ok(futures::stream::iter(items).boxed())

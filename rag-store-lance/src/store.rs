@@ -601,7 +601,7 @@ impl VectorStore for LanceVectorStore {
             SearchMode::Dense => self.dense(&h, vector, k, filter).await,
             SearchMode::Keyword => self.keyword(&h, text, k, filter).await,
             SearchMode::Hybrid => {
-                // As the in-memory store: fuse the best max(4k, 50) of each.
+                // As every store: fuse the best `fusion_pool()` of each side.
                 let candidates = request.fusion_pool();
                 let (d, kw) = futures::try_join!(
                     self.dense(&h, vector, candidates, filter),

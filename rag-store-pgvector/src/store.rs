@@ -59,7 +59,8 @@ const COLUMNS: &str = "id, document_id, source, document_hash, position, byte_st
 ///   the inner product, or the negated L2 distance (higher is better).
 /// * Keyword: `tsv @@ websearch_to_tsquery(language, $q)` ranked by
 ///   `ts_rank_cd`, through a GIN index on a generated `tsvector` column.
-/// * Hybrid: both lists (the best `max(4 × top_k, 50)` of each) read in one
+/// * Hybrid: both lists (the best `SearchRequest::fusion_pool()` of each, by
+///   default `max(4 × top_k, 50)`) read in one
 ///   repeatable-read transaction and fused by the request's [`rag_core::Fusion`].
 /// * Filters: translated to SQL with every key and value bound (see
 ///   `filter.rs`), with exactly [`rag_core::Filter::matches`]' semantics.

@@ -67,7 +67,8 @@ const STRIPES: usize = 64;
 ///   so the score is BM25 with the collection's IDF and the configured
 ///   average length.
 /// * Hybrid with [`Fusion::Rrf`] (integer `k`): one request, both as
-///   prefetches of the best `max(4 × top_k, 50)`, fused by Qdrant's RRF with
+///   prefetches of the best `SearchRequest::fusion_pool()` (by default
+///   `max(4 × top_k, 50)`), fused by Qdrant's RRF with
 ///   its `k` set so the scores equal `rag_core::search::fuse`'s
 ///   `Σ 1/(k + rank)`. Weighted fusion: both lists in one batch request,
 ///   fused here by `rag_core::search::fuse`.

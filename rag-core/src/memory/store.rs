@@ -73,7 +73,8 @@ impl MemoryConfig {
 ///   (contiguous `f32` storage, cosine vectors normalised once at insert).
 /// * Keyword search is BM25 over the chunk text, tokenized by the
 ///   [`Analyzer`] (Unicode words, lowercase, optional stop words and stems).
-/// * Hybrid search fuses the best `max(4 × top_k, 50)` of each side.
+/// * Hybrid search fuses the best `SearchRequest::fusion_pool()` (by default
+///   `max(4 × top_k, 50)`) of each side.
 /// * The whole [`crate::Filter`] AST is evaluated exactly (it is the
 ///   reference semantics).
 /// * Each namespace has its own lock: searches share it, an upsert takes it

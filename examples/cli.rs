@@ -404,36 +404,42 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
         options = options.with_hybrid_pool(pool);
     }
 
-    if a.hybrid_pools.len() > 1 {
-        println!(
-            "dataset {} split {}: {} queries, {} documents; {} store; {}",
-            data.dir.display(),
-            data.split,
-            data.queries.len(),
-            data.corpus.len(),
-            a.store,
-            describe(a.mode, a.fusion, embedder.model_id(), None)
-        );
-        println!("\n| hybrid pool | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | MAP | ms/query |");
-        println!("|---|---|---|---|---|---|---|");
-        for (i, &pool) in a.hybrid_pools.iter().enumerate() {
-            let o = options.clone().with_hybrid_pool(pool).with_ingest(i == 0);
-            let r = evaluate_pipeline(&rag, &data, &o).await?;
-            let m = &r.metrics;
-            println!(
-                "| {pool} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
-                m.ndcg_at_10,
-                m.recall_at_10,
-                m.recall_at_100,
-                m.mrr_at_10,
-                m.map,
-                r.query_time.as_secs_f64() * 1000.0 / m.queries.max(1) as f64
-            );
-        }
-        return Ok(true);
-    }
-
-    if a.grid {
+    // Side by side after one ingest: several pool depths, or the grid.
+    let (first_column, rows): (&str, Vec<(String, EvalOptions)>) = if a.hybrid_pools.len() > 1 {
+        let rows = a
+            .hybrid_pools
+            .iter()
+            .map(|&pool| (pool.to_string(), options.clone().with_hybrid_pool(pool)))
+            .collect();
+        ("hybrid pool", rows)
+    } else if a.grid {
+        let rows = grid(rag.reranker().is_some())
+            .into_iter()
+            .map(|c| {
+                let label = describe(
+                    c.mode,
+                    c.fusion,
+                    embedder.model_id(),
+                    c.rerank.map(|w| (a.rerank_depth, w)),
+                );
+                let o = options
+                    .clone()
+                    .with_mode(c.mode)
+                    .with_fusion(c.fusion)
+                    .with_rerank_depth(if c.rerank.is_some() {
+                        a.rerank_depth
+                    } else {
+                        0
+                    })
+                    .with_rerank_weight(c.rerank.unwrap_or(1.0));
+                (label, o)
+            })
+            .collect();
+        ("pipeline", rows)
+    } else {
+        ("", Vec::new())
+    };
+    if !rows.is_empty() {
         println!(
             "dataset {} split {}: {} queries, {} documents; {} store",
             data.dir.display(),
@@ -442,39 +448,28 @@ async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
             data.corpus.len(),
             a.store
         );
-        println!("\n| pipeline | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | MAP | ms/query |");
+        if a.hybrid_pools.len() > 1 {
+            println!(
+                "pipeline: {}",
+                describe(a.mode, a.fusion, embedder.model_id(), None)
+            );
+        }
+        println!(
+            "\n| {first_column} | nDCG@10 | Recall@10 | Recall@100 | MRR@10 | MAP | ms/query |"
+        );
         println!("|---|---|---|---|---|---|---|");
-        let mut first = true;
-        for c in grid(rag.reranker().is_some()) {
-            let o = options
-                .clone()
-                .with_mode(c.mode)
-                .with_fusion(c.fusion)
-                .with_ingest(first)
-                .with_rerank_depth(if c.rerank.is_some() {
-                    a.rerank_depth
-                } else {
-                    0
-                })
-                .with_rerank_weight(c.rerank.unwrap_or(1.0));
-            let r = evaluate_pipeline(&rag, &data, &o).await?;
-            if first {
+        for (i, (label, o)) in rows.into_iter().enumerate() {
+            let r = evaluate_pipeline(&rag, &data, &o.with_ingest(i == 0)).await?;
+            if i == 0 {
                 eprintln!(
                     "ingested {} documents in {:.1} s",
                     r.ingested,
                     r.ingest_time.as_secs_f64()
                 );
-                first = false;
             }
             let m = &r.metrics;
             println!(
-                "| {} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
-                describe(
-                    c.mode,
-                    c.fusion,
-                    embedder.model_id(),
-                    c.rerank.map(|w| (a.rerank_depth, w))
-                ),
+                "| {label} | {:.4} | {:.4} | {:.4} | {:.4} | {:.4} | {:.1} |",
                 m.ndcg_at_10,
                 m.recall_at_10,
                 m.recall_at_100,

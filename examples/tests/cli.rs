@@ -104,6 +104,41 @@ fn eval_reports_metrics_and_its_baseline_gate_decides_the_exit_code() {
 }
 
 #[test]
+fn several_hybrid_pools_are_evaluated_side_by_side() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_dataset(dir.path());
+    let data = dir.path().to_str().unwrap();
+    let out = rag(&[
+        "eval",
+        "--dataset",
+        data,
+        "--embedder",
+        "hash",
+        "--hybrid-pool",
+        "1,5",
+    ]);
+    assert!(
+        out.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("| hybrid pool | nDCG@10 |"), "{stdout}");
+    let rows: Vec<&str> = stdout
+        .lines()
+        .filter(|l| l.starts_with("| 1 |") || l.starts_with("| 5 |"))
+        .collect();
+    assert_eq!(rows.len(), 2, "one row per pool: {stdout}");
+
+    let out = rag(&["eval", "--dataset", data, "--hybrid-pool", "five"]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "a pool that is not a number is bad usage"
+    );
+}
+
+#[test]
 fn bad_usage_exits_with_code_2_and_says_how_to_call_it() {
     let out = rag(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));

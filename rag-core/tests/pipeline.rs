@@ -458,66 +458,14 @@ async fn a_failing_stream_ends_with_an_error() {
     assert!(!items.iter().any(|i| matches!(i, Ok(AskEvent::Done(_)))));
 }
 
-/// A store without keyword search.
-#[derive(Debug)]
-struct DenseOnly(MemoryVectorStore);
-
-#[async_trait]
-impl VectorStore for DenseOnly {
-    fn capabilities(&self) -> Capabilities {
-        let mut caps = self.0.capabilities();
-        caps.keyword = false;
-        caps.hybrid = false;
-        caps.backend = "dense-only".into();
-        caps
-    }
-    async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
-        self.0.upsert(ns, chunks).await
-    }
-    async fn search(&self, ns: &Namespace, req: SearchRequest) -> Result<Vec<ScoredChunk>> {
-        if req.mode != SearchMode::Dense {
-            return Err(Error::unsupported("dense-only", "keyword search"));
-        }
-        self.0.search(ns, req).await
-    }
-    async fn delete_document(&self, ns: &Namespace, id: &DocumentId) -> Result<usize> {
-        self.0.delete_document(ns, id).await
-    }
-    async fn document_hashes(
-        &self,
-        ns: &Namespace,
-        ids: &[DocumentId],
-    ) -> Result<Vec<(DocumentId, String)>> {
-        self.0.document_hashes(ns, ids).await
-    }
-    async fn get_chunks(&self, ns: &Namespace, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
-        self.0.get_chunks(ns, ids).await
-    }
-    async fn list_documents(
-        &self,
-        ns: &Namespace,
-        after: Option<&DocumentId>,
-        limit: usize,
-    ) -> Result<Vec<DocumentInfo>> {
-        self.0.list_documents(ns, after, limit).await
-    }
-    async fn count(&self, ns: &Namespace) -> Result<usize> {
-        self.0.count(ns).await
-    }
-    async fn delete_namespace(&self, ns: &Namespace) -> Result<()> {
-        self.0.delete_namespace(ns).await
-    }
-    async fn health(&self) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// The in-memory store, recording each search's mode and depth; with
-/// `native_hybrid` off it declares no hybrid search and refuses one.
+/// `native_hybrid` off it declares no hybrid search and refuses one, with
+/// `keyword` off no keyword search either (refusing all but dense).
 #[derive(Debug)]
 struct Recording {
     inner: MemoryVectorStore,
     native_hybrid: bool,
+    keyword: bool,
     searches: Mutex<Vec<(SearchMode, usize)>>,
 }
 
@@ -526,7 +474,16 @@ impl Recording {
         Self {
             inner: MemoryVectorStore::default(),
             native_hybrid,
+            keyword: true,
             searches: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A store without keyword (or hybrid) search.
+    fn dense_only() -> Self {
+        Self {
+            keyword: false,
+            ..Self::new(false)
         }
     }
 }
@@ -536,6 +493,10 @@ impl VectorStore for Recording {
     fn capabilities(&self) -> Capabilities {
         let mut caps = self.inner.capabilities();
         caps.hybrid = self.native_hybrid;
+        if !self.keyword {
+            caps.keyword = false;
+            caps.backend = "dense-only".into();
+        }
         caps
     }
     async fn upsert(&self, ns: &Namespace, chunks: &[EmbeddedChunk]) -> Result<()> {
@@ -545,6 +506,9 @@ impl VectorStore for Recording {
         self.searches.lock().push((req.mode, req.top_k));
         if req.mode == SearchMode::Hybrid && !self.native_hybrid {
             return Err(Error::unsupported("recording", "hybrid search"));
+        }
+        if req.mode == SearchMode::Keyword && !self.keyword {
+            return Err(Error::unsupported("dense-only", "keyword search"));
         }
         self.inner.search(ns, req).await
     }
@@ -639,7 +603,7 @@ async fn hybrid_retrieval_is_one_request_or_the_same_fusion_of_two() {
 #[tokio::test]
 async fn keywordless_store_falls_back_to_dense_and_says_so() {
     let rag = rag_with(
-        Arc::new(DenseOnly(MemoryVectorStore::default())),
+        Arc::new(Recording::dense_only()),
         Arc::new(ScriptedLlm::new()),
     );
     rag.ingest_many(corpus()).await;

@@ -33,7 +33,7 @@ fn docs() -> Vec<Document> {
     ]
 }
 
-async fn rag(llm: ScriptedLlm) -> (Rag, Arc<TestSessions>) {
+async fn rag(llm: impl LlmClient + 'static) -> (Rag, Arc<TestSessions>) {
     let sessions = Arc::new(TestSessions::default());
     let rag = Rag::builder()
         .llm(llm)
@@ -166,14 +166,7 @@ async fn a_failed_condense_behind_a_fallback_rewrites_without_a_model() {
         .then_fail(down());
     let llm = crate::layers::Fallback::new(primary, crate::ExtractiveAnswerer::default());
     assert!(!llm.model_free(), "the primary is a model");
-    let sessions = Arc::new(TestSessions::default());
-    let rag = Rag::builder()
-        .llm(llm)
-        .sessions_arc(sessions.clone())
-        .chunker(TextChunker::by_chars(200, 0).unwrap())
-        .build()
-        .unwrap();
-    assert!(rag.ingest_many(docs()).await.is_success());
+    let (rag, sessions) = rag(llm).await;
     let s = rag.create_session(NewSession::default()).await.unwrap();
     let first = rag
         .ask(Ask::new("When is lunch served?").session(s.id))

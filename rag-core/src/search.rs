@@ -91,6 +91,14 @@ pub fn hybrid_pool(top_k: usize) -> usize {
     (4 * top_k).clamp(HYBRID_POOL_MIN, MAX_TOP_K)
 }
 
+/// The candidates each side contributes for `top_k` results: `pool` when
+/// set, else [`hybrid_pool`]; never fewer than `top_k` nor more than
+/// [`MAX_TOP_K`]. What [`SearchRequest::fusion_pool`] answers.
+pub(crate) fn fusion_pool(top_k: usize, pool: Option<usize>) -> usize {
+    pool.unwrap_or_else(|| hybrid_pool(top_k))
+        .clamp(top_k.min(MAX_TOP_K), MAX_TOP_K)
+}
+
 /// The smallest pool of [`hybrid_pool`].
 pub const HYBRID_POOL_MIN: usize = 50;
 
@@ -158,9 +166,7 @@ impl SearchRequest {
     /// fewer than `top_k` nor more than [`MAX_TOP_K`]. Every store's hybrid
     /// search takes this many from each side.
     pub fn fusion_pool(&self) -> usize {
-        self.pool
-            .unwrap_or_else(|| hybrid_pool(self.top_k))
-            .clamp(self.top_k.min(MAX_TOP_K), MAX_TOP_K)
+        fusion_pool(self.top_k, self.pool)
     }
 
     /// Checks the request against a store's capabilities: the inputs its mode

@@ -564,13 +564,12 @@ impl VectorStore for LanceVectorStore {
             return Ok(());
         }
         validate_upsert(chunks, Some(self.config.dimensions))?;
-        let rows = chunks;
-        let docs: BTreeMap<&str, ()> = rows
+        let docs: BTreeMap<&str, ()> = chunks
             .iter()
             .map(|c| (c.chunk.document_id.as_str(), ()))
             .collect();
         let replaced = in_list("document_id", docs.keys().copied());
-        let batch = schema::to_batch(rows, self.config.dimensions)?;
+        let batch = schema::to_batch(chunks, self.config.dimensions)?;
         let h = self.handle_or_create(namespace).await?;
         let mut vector_built = h.write.lock().await;
         let reader = RecordBatchIterator::new([Ok(batch)], schema::schema(self.config.dimensions));

@@ -469,7 +469,7 @@ impl PgVectorStore {
         &self,
         tx: &mut Transaction<'static, Postgres>,
         namespace: &Namespace,
-        batch: &[&EmbeddedChunk],
+        batch: &[EmbeddedChunk],
     ) -> Result<()> {
         let n = batch.len();
         let mut ids = Vec::with_capacity(n);
@@ -602,8 +602,10 @@ impl VectorStore for PgVectorStore {
         }
         // Each chunk id once (checked), as one INSERT cannot touch a row twice.
         self.check_batch(chunks)?;
-        let rows: Vec<&EmbeddedChunk> = chunks.iter().collect();
-        let mut docs: Vec<&str> = rows.iter().map(|c| c.chunk.document_id.as_str()).collect();
+        let mut docs: Vec<&str> = chunks
+            .iter()
+            .map(|c| c.chunk.document_id.as_str())
+            .collect();
         docs.sort_unstable();
         docs.dedup();
 
@@ -618,7 +620,7 @@ impl VectorStore for PgVectorStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        for batch in rows.chunks(self.config.batch_size) {
+        for batch in chunks.chunks(self.config.batch_size) {
             self.insert_batch(&mut tx, namespace, batch).await?;
         }
         tx.commit().await.map_err(db)?;

@@ -116,7 +116,7 @@ impl Inner {
 
         // The pool each side contributes when fusing here: the stores' rule.
         let depth = match mode {
-            SearchMode::Hybrid => request(SearchRequest::keyword(query, top_k)).fusion_pool(),
+            SearchMode::Hybrid => crate::search::fusion_pool(top_k, ask.hybrid_pool),
             _ => top_k,
         };
         let dense = async {

@@ -42,7 +42,6 @@ pub async fn run_all(store: &dyn VectorStore) {
     unicode_text(store).await;
     dimension_mismatch_is_invalid_input(store).await;
     bad_batch_changes_nothing(store).await;
-    malformed_batches_are_invalid_input(store).await;
     hostile_metadata_and_queries(store).await;
     concurrent_upserts_all_land(store).await;
     document_hashes_and_listing(store).await;
@@ -923,8 +922,10 @@ pub async fn dimension_mismatch_is_invalid_input(store: &dyn VectorStore) {
     done(store, &ns).await;
 }
 
-/// A batch with one bad vector is rejected whole; the previous version of
-/// the document stays searchable.
+/// A batch every store refuses whole ([`crate::search::validate_upsert`]) —
+/// one bad vector, a chunk id twice, a reversed byte range, an empty
+/// metadata key — is `InvalidInput`, and the previous version of the
+/// document stays searchable.
 pub async fn bad_batch_changes_nothing(store: &dyn VectorStore) {
     let ns = fresh_namespace("bad_batch");
     let d = dims(store);
@@ -935,42 +936,17 @@ pub async fn bad_batch_changes_nothing(store: &dyn VectorStore) {
         )
         .await
         .expect("upsert");
-    let mut bad = doc_chunks("doc", &["new text", "more new"], json!({"v": 2}), d, 0);
-    bad[1].vector[0] = f32::NAN;
-    let e = store.upsert(&ns, &bad).await;
-    assert!(
-        matches!(e, Err(Error::InvalidInput { .. })),
-        "NaN vector: {e:?}"
-    );
-    let hits = dense(store, &ns, unit(d, 0, 0.0), 10).await;
-    assert_eq!(hits.len(), 1, "old version intact");
-    assert_eq!(hits[0].chunk.text, "original text");
-    done(store, &ns).await;
-}
-
-/// Batches every store refuses whole ([`crate::search::validate_upsert`]):
-/// a chunk id twice, a reversed byte range, an empty metadata key. The
-/// stored version stays.
-pub async fn malformed_batches_are_invalid_input(store: &dyn VectorStore) {
-    let ns = fresh_namespace("malformed");
-    let d = dims(store);
-    store
-        .upsert(&ns, &doc_chunks("doc", &["original text"], json!({}), d, 0))
-        .await
-        .expect("upsert");
-    let twice = {
-        let mut c = doc_chunks("doc", &["new one", "new two"], json!({}), d, 0);
-        c[1].chunk.id = c[0].chunk.id.clone();
-        c
-    };
-    let reversed = {
-        let mut c = doc_chunks("doc", &["new text"], json!({}), d, 0);
-        let (start, end) = (5, 2);
-        c[0].chunk.byte_range = start..end;
-        c
-    };
+    let new = || doc_chunks("doc", &["new text", "more new"], json!({"v": 2}), d, 0);
+    let mut nan = new();
+    nan[1].vector[0] = f32::NAN;
+    let mut twice = new();
+    twice[1].chunk.id = twice[0].chunk.id.clone();
+    let mut reversed = new();
+    let (start, end) = (5, 2);
+    reversed[0].chunk.byte_range = start..end;
     let bad_key = doc_chunks("doc", &["new text"], json!({"": 1}), d, 0);
     for (what, batch) in [
+        ("a NaN vector", nan),
         ("a chunk id twice", twice),
         ("a reversed byte range", reversed),
         ("an empty metadata key", bad_key),

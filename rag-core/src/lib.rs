@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backup;
 pub mod chat;
 pub mod chunking;
 mod cpu;

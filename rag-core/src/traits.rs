@@ -114,6 +114,28 @@ pub trait VectorStore: Send + Sync + Debug {
         limit: usize,
     ) -> Result<Vec<DocumentInfo>>;
 
+    /// Reads documents back whole, with their vectors: the documents after
+    /// `after` (exclusive) in id order, at most `limit` of them, each with
+    /// all its chunks in position order — the order and page boundaries of
+    /// [`list_documents`](Self::list_documents), so a page can be upserted
+    /// again as it is. A vector is returned as stored (a cosine store may
+    /// have normalised it). Backups read namespaces through it
+    /// ([`export_namespace`](crate::backup::export_namespace)); a store
+    /// that cannot read its vectors back returns `Error::Unsupported`, the
+    /// default.
+    async fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        let _ = (namespace, after, limit);
+        Err(crate::Error::unsupported(
+            self.capabilities().backend,
+            "scan (reading back vectors)",
+        ))
+    }
+
     /// Chunks stored in the namespace.
     async fn count(&self, namespace: &Namespace) -> Result<usize>;
 
@@ -217,6 +239,7 @@ macro_rules! forward_impls {
             async fn document_hashes(&self, ns: &Namespace, ids: &[DocumentId]) -> Result<Vec<(DocumentId, String)>> { (**self).document_hashes(ns, ids).await }
             async fn get_chunks(&self, ns: &Namespace, ids: &[ChunkId]) -> Result<Vec<Chunk>> { (**self).get_chunks(ns, ids).await }
             async fn list_documents(&self, ns: &Namespace, after: Option<&DocumentId>, limit: usize) -> Result<Vec<DocumentInfo>> { (**self).list_documents(ns, after, limit).await }
+            async fn scan(&self, ns: &Namespace, after: Option<&DocumentId>, limit: usize) -> Result<Vec<EmbeddedChunk>> { (**self).scan(ns, after, limit).await }
             async fn count(&self, ns: &Namespace) -> Result<usize> { (**self).count(ns).await }
             async fn delete_namespace(&self, ns: &Namespace) -> Result<()> { (**self).delete_namespace(ns).await }
             async fn health(&self) -> Result<()> { (**self).health().await }

@@ -53,6 +53,8 @@ mod broken {
         AppendsInsteadOfReplacing,
         /// Fuses hybrid lists of `top_k` each instead of the pool.
         HybridIgnoresPool,
+        /// Scans chunks without their metadata.
+        ScanDropsMetadata,
     }
 
     #[derive(Debug)]
@@ -120,6 +122,18 @@ mod broken {
         ) -> Result<Vec<DocumentInfo>> {
             self.inner.list_documents(&self.ns(ns), after, limit).await
         }
+        async fn scan(
+            &self,
+            ns: &Namespace,
+            after: Option<&DocumentId>,
+            limit: usize,
+        ) -> Result<Vec<EmbeddedChunk>> {
+            let mut page = self.inner.scan(&self.ns(ns), after, limit).await?;
+            if let Bug::ScanDropsMetadata = self.bug {
+                page.iter_mut().for_each(|c| c.chunk.metadata.clear());
+            }
+            Ok(page)
+        }
         async fn count(&self, ns: &Namespace) -> Result<usize> {
             self.inner.count(&self.ns(ns)).await
         }
@@ -139,6 +153,7 @@ mod broken {
             Bug::LeaksNamespaces,
             Bug::AppendsInsteadOfReplacing,
             Bug::HybridIgnoresPool,
+            Bug::ScanDropsMetadata,
         ] {
             let store = Broken {
                 inner: MemoryVectorStore::default(),

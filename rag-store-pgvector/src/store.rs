@@ -748,6 +748,43 @@ impl VectorStore for PgVectorStore {
             .collect()
     }
 
+    async fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The page's document ids, then their rows, both through the
+        // `(namespace, document_id)` index; a halfvec column is cast up.
+        let rows = sqlx::query(&format!(
+            "WITH page AS (SELECT DISTINCT document_id FROM {c} \
+                 WHERE namespace = $1 AND ($2::text IS NULL OR document_id > $2::text) \
+                 ORDER BY document_id LIMIT $3) \
+             SELECT {COLUMNS}, embedding::vector AS vector FROM {c} \
+             WHERE namespace = $1 AND document_id IN (SELECT document_id FROM page) \
+             ORDER BY document_id, position, id",
+            c = self.tables.chunks
+        ))
+        .bind(namespace.as_str())
+        .bind(after.map(DocumentId::as_str))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter()
+            .map(|r| {
+                let vector: Vector = r.try_get("vector").map_err(db)?;
+                Ok(EmbeddedChunk {
+                    chunk: row_to_chunk(r)?,
+                    vector: vector.to_vec(),
+                })
+            })
+            .collect()
+    }
+
     async fn count(&self, namespace: &Namespace) -> Result<usize> {
         let n: i64 = sqlx::query_scalar(&format!(
             "SELECT count(*) FROM {} WHERE namespace = $1",

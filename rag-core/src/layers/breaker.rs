@@ -396,6 +396,14 @@ impl<S: VectorStore> VectorStore for CircuitBreaker<S> {
     async fn get_chunks(&self, ns: &Namespace, ids: &[ChunkId]) -> Result<Vec<Chunk>> {
         self.call(self.inner.get_chunks(ns, ids)).await
     }
+    async fn scan(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        self.call(self.inner.scan(ns, after, limit)).await
+    }
     async fn list_documents(
         &self,
         ns: &Namespace,

@@ -273,6 +273,20 @@ impl<S: VectorStore> VectorStore for Instrumented<S> {
             ids = ids.len()
         )
     }
+    async fn scan(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        store_call!(
+            self,
+            "scan",
+            ns,
+            self.inner.scan(ns, after, limit),
+            limit = limit
+        )
+    }
     async fn list_documents(
         &self,
         ns: &Namespace,

@@ -321,6 +321,16 @@ impl<S: VectorStore> VectorStore for Retry<S> {
             .run("store.get_chunks", || self.inner.get_chunks(ns, ids))
             .await
     }
+    async fn scan(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        self.policy
+            .run("store.scan", || self.inner.scan(ns, after, limit))
+            .await
+    }
     async fn list_documents(
         &self,
         ns: &Namespace,

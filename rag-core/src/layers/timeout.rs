@@ -195,6 +195,15 @@ impl<S: VectorStore> VectorStore for Timeout<S> {
         self.run("store.get_chunks", self.inner.get_chunks(ns, ids))
             .await
     }
+    async fn scan(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        self.run("store.scan", self.inner.scan(ns, after, limit))
+            .await
+    }
     async fn list_documents(
         &self,
         ns: &Namespace,

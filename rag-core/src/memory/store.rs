@@ -695,6 +695,43 @@ impl VectorStore for MemoryVectorStore {
             .collect())
     }
 
+    async fn scan(
+        &self,
+        ns: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        let Some(state) = self.ns(ns) else {
+            return Ok(Vec::new());
+        };
+        let st = state.read();
+        let Some(dims) = st.dims else {
+            return Ok(Vec::new());
+        };
+        let docs = match after {
+            Some(a) => st.docs.range((
+                std::ops::Bound::Excluded(a.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => st.docs.range(..),
+        };
+        let mut out = Vec::new();
+        for (_, doc) in docs.take(limit) {
+            let first = out.len();
+            for &row in &doc.rows {
+                if let Some(slot) = &st.slots[row as usize] {
+                    let start = row as usize * dims;
+                    out.push(EmbeddedChunk {
+                        chunk: (*slot.chunk).clone(),
+                        vector: st.vectors[start..start + dims].to_vec(),
+                    });
+                }
+            }
+            out[first..].sort_by_key(|c| c.chunk.position);
+        }
+        Ok(out)
+    }
+
     async fn count(&self, ns: &Namespace) -> Result<usize> {
         Ok(self.ns(ns).map_or(0, |s| s.read().live))
     }

@@ -110,6 +110,12 @@ mock! {
             after: Option<DocumentId>,
             limit: usize,
         ) -> Result<Vec<DocumentInfo>>;
+        fn scan(
+            &self,
+            namespace: &Namespace,
+            after: Option<DocumentId>,
+            limit: usize,
+        ) -> Result<Vec<EmbeddedChunk>>;
         fn count(&self, namespace: &Namespace) -> Result<usize>;
         fn delete_namespace(&self, namespace: &Namespace) -> Result<()>;
         fn health(&self) -> Result<()>;
@@ -136,6 +142,12 @@ trait VectorStoreCalls {
         after: Option<DocumentId>,
         limit: usize,
     ) -> Result<Vec<DocumentInfo>>;
+    fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>>;
     fn count(&self, namespace: &Namespace) -> Result<usize>;
     fn delete_namespace(&self, namespace: &Namespace) -> Result<()>;
     fn health(&self) -> Result<()>;
@@ -177,6 +189,14 @@ impl VectorStore for MockVectorStore {
         limit: usize,
     ) -> Result<Vec<DocumentInfo>> {
         VectorStoreCalls::list_documents(self, namespace, after.cloned(), limit)
+    }
+    async fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        VectorStoreCalls::scan(self, namespace, after.cloned(), limit)
     }
     async fn count(&self, namespace: &Namespace) -> Result<usize> {
         VectorStoreCalls::count(self, namespace)

@@ -46,6 +46,7 @@ pub async fn run_all(store: &dyn VectorStore) {
     concurrent_upserts_all_land(store).await;
     document_hashes_and_listing(store).await;
     get_chunks_in_order(store).await;
+    scan_returns_what_was_upserted(store).await;
 }
 
 /// The dimension used for test vectors.
@@ -1164,4 +1165,108 @@ pub async fn get_chunks_in_order(store: &dyn VectorStore) {
     assert_eq!(got[0].position, 2);
     let _ = SearchMode::Dense;
     done(store, &ns).await;
+}
+
+/// `scan` reads back exactly what was upserted — ids, texts, byte ranges,
+/// token counts, metadata, document hashes and vectors (within f32
+/// rounding; directions for a cosine store, which may normalise) — whole
+/// documents in id order, chunks in position order, page by page, without
+/// other namespaces' or deleted chunks.
+pub async fn scan_returns_what_was_upserted(store: &dyn VectorStore) {
+    let ns = fresh_namespace("scan");
+    let other = fresh_namespace("scan_other");
+    let d = dims(store);
+    assert!(
+        store
+            .scan(&ns, None, 10)
+            .await
+            .expect("scan empty")
+            .is_empty(),
+        "scan of an empty namespace is empty"
+    );
+    let docs: [(&str, &[&str], Value); 3] = [
+        ("gamma", &["six", "seven"], json!({})),
+        (
+            "alpha",
+            &["one", "two", "three"],
+            json!({"team": "ops", "n": 1.5}),
+        ),
+        (
+            "beta",
+            &["ünïcode ✓", "five"],
+            json!({"tags": ["a", "b"], "nested": {"x": null}}),
+        ),
+    ];
+    let mut upserted: Vec<EmbeddedChunk> = Vec::new();
+    for (i, (id, parts, meta)) in docs.into_iter().enumerate() {
+        let mut chunks = doc_chunks(id, parts, meta, d, 0);
+        for (j, c) in chunks.iter_mut().enumerate() {
+            c.vector = random_unit((i * 10 + j) as u64 + 1, d);
+            c.chunk.token_count = (j % 2 == 0).then_some(j as u32 + 1);
+        }
+        // Stored out of position order: the scan must order them.
+        chunks.reverse();
+        store.upsert(&ns, &chunks).await.expect("upsert");
+        upserted.extend(chunks);
+    }
+    store
+        .upsert(&other, &doc_chunks("elsewhere", &["x"], json!({}), d, 1))
+        .await
+        .expect("upsert other namespace");
+
+    let mut got: Vec<EmbeddedChunk> = Vec::new();
+    let mut pages = Vec::new();
+    let mut after: Option<DocumentId> = None;
+    loop {
+        let page = store.scan(&ns, after.as_ref(), 2).await.expect("scan page");
+        let Some(last) = page.last() else { break };
+        after = Some(last.chunk.document_id.clone());
+        pages.push(
+            page.iter()
+                .map(|c| format!("{}/{}", c.chunk.document_id, c.chunk.position))
+                .collect::<Vec<_>>()
+                .join(" "),
+        );
+        got.extend(page);
+    }
+    assert_eq!(
+        pages,
+        ["alpha/0 alpha/1 alpha/2 beta/0 beta/1", "gamma/0 gamma/1"],
+        "pages of 2 whole documents in id order, chunks in position order"
+    );
+    let cosine = store.capabilities().distance == crate::Distance::Cosine;
+    let direction = |v: &[f32]| -> Vec<f32> {
+        let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+        if cosine {
+            v.iter().map(|x| x / n).collect()
+        } else {
+            v.to_vec()
+        }
+    };
+    for c in &got {
+        let want = upserted
+            .iter()
+            .find(|u| u.chunk.id == c.chunk.id)
+            .expect("scanned chunk was upserted");
+        assert_eq!(c.chunk, want.chunk, "the chunk reads back unchanged");
+        assert_eq!(c.vector.len(), d, "vector length");
+        let (a, b) = (direction(&c.vector), direction(&want.vector));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        // 1e-3: a half-precision store (pgvector `halfvec`) keeps 11 bits.
+        assert!(worst <= 1e-3, "vector of {} differs by {worst}", c.chunk.id);
+    }
+
+    let beta = DocumentId::new("beta").expect("id");
+    assert_eq!(store.delete_document(&ns, &beta).await.expect("delete"), 2);
+    let rest = store.scan(&ns, None, 100).await.expect("scan after delete");
+    assert_eq!(rest.len(), 5, "deleted chunks are not scanned");
+    assert!(rest.iter().all(|c| c.chunk.document_id != beta));
+    let elsewhere = store.scan(&other, None, 100).await.expect("scan other");
+    assert_eq!(elsewhere.len(), 1, "namespaces are scanned apart");
+    done(store, &ns).await;
+    done(store, &other).await;
 }

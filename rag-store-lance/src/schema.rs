@@ -253,6 +253,24 @@ pub(crate) fn floats(batch: &RecordBatch, name: &str) -> Result<Vec<f32>> {
         .collect())
 }
 
+/// The vectors of a batch read with the [`VECTOR`] column, one per row.
+pub(crate) fn vectors_of(batch: &RecordBatch) -> Result<Vec<Vec<f32>>> {
+    let list = typed::<FixedSizeListArray>(batch, VECTOR)?;
+    let values = list
+        .values()
+        .as_any()
+        .downcast_ref::<arrow_array::Float32Array>()
+        .ok_or_else(|| bad_column(VECTOR))?;
+    let d = usize::try_from(list.value_length()).map_err(|_| bad_column(VECTOR))?;
+    let all = values.values();
+    Ok((0..list.len())
+        .map(|i| {
+            let start = list.value_offset(i) as usize;
+            all[start..start + d].to_vec()
+        })
+        .collect())
+}
+
 /// The chunks of a batch read with [`CHUNK_COLUMNS`].
 pub(crate) fn chunks_of(batch: &RecordBatch) -> Result<Vec<Chunk>> {
     let id = strings(batch, "id")?;

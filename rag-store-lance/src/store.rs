@@ -1,6 +1,6 @@
 //! [`LanceVectorStore`]: the [`VectorStore`] on LanceDB.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -716,6 +716,66 @@ impl VectorStore for LanceVectorStore {
                 ))
             })
             .collect()
+    }
+
+    async fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        let Some(h) = self.handle(namespace).await? else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // The page's document ids from the id column alone (O(rows after the
+        // cursor), as `list_documents`), then their rows with vectors.
+        let filter = match after {
+            Some(a) => format!("document_id > {}", sql_string(a.as_str())),
+            None => "true".to_owned(),
+        };
+        let mut page: BTreeSet<String> = BTreeSet::new();
+        for b in self
+            .query_chunks(&h.table, filter, &["document_id"])
+            .await?
+        {
+            let doc = schema::strings(&b, "document_id")?;
+            for i in 0..b.num_rows() {
+                let id = doc.value(i);
+                if page.len() < limit || page.last().is_some_and(|l| id < l.as_str()) {
+                    page.insert(id.to_owned());
+                    if page.len() > limit {
+                        page.pop_last();
+                    }
+                }
+            }
+        }
+        let page: Vec<String> = page.into_iter().collect();
+        let mut columns = CHUNK_COLUMNS.to_vec();
+        columns.push(VECTOR);
+        let mut out = Vec::new();
+        for part in page.chunks(IN_LIST_CHUNK) {
+            let filter = in_list("document_id", part.iter().map(String::as_str));
+            for b in self.query_chunks(&h.table, filter, &columns).await? {
+                let vectors = schema::vectors_of(&b)?;
+                out.extend(
+                    schema::chunks_of(&b)?
+                        .into_iter()
+                        .zip(vectors)
+                        .map(|(chunk, vector)| EmbeddedChunk { chunk, vector }),
+                );
+            }
+        }
+        out.sort_by(|a, b| {
+            (&a.chunk.document_id, a.chunk.position, &a.chunk.id).cmp(&(
+                &b.chunk.document_id,
+                b.chunk.position,
+                &b.chunk.id,
+            ))
+        });
+        Ok(out)
     }
 
     async fn count(&self, namespace: &Namespace) -> Result<usize> {

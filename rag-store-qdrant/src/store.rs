@@ -600,6 +600,17 @@ impl QdrantStore {
         filter: Option<qdrant::Filter>,
         fields: &[&str],
     ) -> Result<Vec<RetrievedPoint>> {
+        self.scroll_points(namespace, filter, fields, false).await
+    }
+
+    /// [`scroll_all`](Self::scroll_all), with the dense vector when `vectors`.
+    async fn scroll_points(
+        &self,
+        namespace: &Namespace,
+        filter: Option<qdrant::Filter>,
+        fields: &[&str],
+        vectors: bool,
+    ) -> Result<Vec<RetrievedPoint>> {
         let mut out = Vec::new();
         let mut offset: Option<PointId> = None;
         loop {
@@ -609,7 +620,11 @@ impl QdrantStore {
                 offset: offset.take(),
                 limit: Some(PAGE as u32),
                 with_payload: Some(include(fields).into()),
-                with_vectors: Some(false.into()),
+                with_vectors: Some(if vectors {
+                    vec![DENSE].into()
+                } else {
+                    false.into()
+                }),
                 ..Default::default()
             };
             let page = self
@@ -1062,6 +1077,84 @@ impl VectorStore for QdrantStore {
             })?;
             out.push(DocumentInfo::new(id, source, hash, chunks));
         }
+        Ok(out)
+    }
+
+    async fn scan(
+        &self,
+        namespace: &Namespace,
+        after: Option<&DocumentId>,
+        limit: usize,
+    ) -> Result<Vec<EmbeddedChunk>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        // As `list_documents`: the first chunk of every document gives the
+        // page's ids (O(documents) per page), then their points are read
+        // with vectors.
+        let first = Condition::matches(key::POSITION, 0i64);
+        let firsts = self
+            .scroll_all(
+                namespace,
+                self.scoped(namespace, [first]),
+                &[key::DOCUMENT_ID],
+            )
+            .await?;
+        let mut page: BTreeSet<String> = BTreeSet::new();
+        for p in &firsts {
+            let id = schema::payload_str(&p.payload, key::DOCUMENT_ID)?;
+            if after.is_none_or(|a| id > a.as_str()) {
+                page.insert(id.to_owned());
+            }
+        }
+        let page: Vec<String> = page.into_iter().take(limit).collect();
+        if page.is_empty() {
+            return Ok(Vec::new());
+        }
+        let fields = [
+            key::CHUNK_ID,
+            key::DOCUMENT_ID,
+            key::SOURCE,
+            key::TEXT,
+            key::DOCUMENT_HASH,
+            key::POSITION,
+            key::BYTE_START,
+            key::BYTE_END,
+            key::TOKEN_COUNT,
+            key::METADATA,
+        ];
+        let points = self
+            .scroll_points(
+                namespace,
+                self.scoped(namespace, [keyword_any(key::DOCUMENT_ID, page)]),
+                &fields,
+                true,
+            )
+            .await?;
+        let collection = self.collection_name(namespace);
+        let mut out = points
+            .into_iter()
+            .map(|p| {
+                let chunk = schema::chunk_of(&p.payload)?;
+                let vector = match p.vectors.as_ref().and_then(|v| v.get_vector_by_name(DENSE)) {
+                    Some(qdrant::vector_output::Vector::Dense(d)) => d.data,
+                    _ => {
+                        return Err(corrupt(
+                            &collection,
+                            format!("point of chunk {} has no dense vector", chunk.id),
+                        ));
+                    }
+                };
+                Ok(EmbeddedChunk { chunk, vector })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        out.sort_by(|a, b| {
+            (&a.chunk.document_id, a.chunk.position, &a.chunk.id).cmp(&(
+                &b.chunk.document_id,
+                b.chunk.position,
+                &b.chunk.id,
+            ))
+        });
         Ok(out)
     }
 

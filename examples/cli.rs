@@ -1,4 +1,7 @@
-//! `rag`: the command line of the workspace. One subcommand so far:
+//! `rag`: the command line of the workspace.
+//!
+//! `rag export` / `rag import` — a namespace of a LanceDB, in-memory or
+//! pgvector store to a backup file and back (`rag export --help`).
 //!
 //! `rag eval --answers` — answer quality: runs the whole ask pipeline per
 //! question of a question-answering dataset (BEIR-shaped, queries with
@@ -39,6 +42,8 @@
 
 #[path = "cli/answers.rs"]
 mod answers;
+#[path = "cli/backup.rs"]
+mod backup;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -612,8 +617,15 @@ async fn main() {
                 }
             }
         }
+        Some(cmd @ ("export" | "import")) => match backup::parse(cmd == "import", args) {
+            Ok(a) => backup::run(a).await,
+            Err(msg) => {
+                eprintln!("{msg}");
+                std::process::exit(2);
+            }
+        },
         _ => {
-            eprintln!("{USAGE}\n{}", answers::USAGE);
+            eprintln!("{USAGE}\n{}\n{}", answers::USAGE, backup::USAGE);
             std::process::exit(2);
         }
     };
@@ -621,7 +633,7 @@ async fn main() {
         Ok(true) => {}
         Ok(false) => std::process::exit(1),
         Err(e) => {
-            eprintln!("rag eval: {e}");
+            eprintln!("rag: {e}");
             std::process::exit(1);
         }
     }

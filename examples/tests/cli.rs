@@ -162,3 +162,145 @@ fn the_quickstart_binary_refuses_unknown_flags_without_touching_the_store() {
     assert!(!out.status.success());
     assert!(!data.exists(), "a refused invocation creates no store");
 }
+
+/// `rag export` of a LanceDB namespace and `rag import` of the file into an
+/// in-memory store's file: the same chunks and the same search results; a
+/// second import into the now non-empty namespace is refused (exit 1), and
+/// `--replace` redoes it.
+#[test]
+fn export_from_lance_and_import_into_memory() {
+    use rag::lance::{LanceConfig, LanceVectorStore};
+    use rag::memory::MemoryConfig;
+    use rag::{Document, Embedder, HashEmbedder, MemoryVectorStore, Namespace, Rag};
+    use rag::{SearchRequest, VectorStore};
+
+    let dir = tempfile::tempdir().unwrap();
+    let lance_dir = dir.path().join("lance");
+    let memory_file = dir.path().join("memory.bin");
+    let file = dir.path().join("docs.jsonl.gz");
+    let ns = Namespace::new("docs").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let embedder = HashEmbedder::default();
+    let query = rt.block_on(embedder.embed_query("ocean tides")).unwrap();
+    let lance_hits = rt.block_on(async {
+        let store = LanceVectorStore::open(LanceConfig::new(
+            lance_dir.to_string_lossy(),
+            embedder.dimensions(),
+        ))
+        .await
+        .unwrap();
+        let rag = Rag::builder()
+            .store(store)
+            .embedder(HashEmbedder::default())
+            .build()
+            .unwrap();
+        for (source, text) in [
+            (
+                "tides.md",
+                "Ocean tides are caused by the gravitational pull of the moon.",
+            ),
+            (
+                "lava.md",
+                "Basaltic lava flows from shield volcanoes in Hawaii.",
+            ),
+            (
+                "bread.md",
+                "Sourdough bread rises because wild yeast ferments the dough.",
+            ),
+        ] {
+            rag.ingest_in(&ns, Document::new(source, text))
+                .await
+                .unwrap();
+        }
+        let hits = rag
+            .store()
+            .search(&ns, SearchRequest::dense(query.clone(), 3))
+            .await
+            .unwrap();
+        hits.into_iter().map(|h| h.chunk.id).collect::<Vec<_>>()
+    });
+    assert_eq!(lance_hits.len(), 3);
+
+    let (lance, memory, out) = (
+        lance_dir.to_str().unwrap(),
+        memory_file.to_str().unwrap(),
+        file.to_str().unwrap(),
+    );
+    let exported = rag(&[
+        "export",
+        "--store",
+        "lance",
+        "--data",
+        lance,
+        "--namespace",
+        "docs",
+        "--embedder",
+        "hash",
+        "--out",
+        out,
+    ]);
+    assert!(
+        exported.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&exported.stdout).contains("exported 3 chunks of 3 documents"),
+        "{}",
+        String::from_utf8_lossy(&exported.stdout)
+    );
+
+    let import = |extra: &[&str]| {
+        let mut args = vec![
+            "import",
+            "--store",
+            "memory",
+            "--data",
+            memory,
+            "--namespace",
+            "docs",
+            "--embedder",
+            "hash",
+            "--in",
+            out,
+        ];
+        args.extend_from_slice(extra);
+        rag(&args)
+    };
+    let imported = import(&[]);
+    assert!(
+        imported.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    let restored =
+        MemoryVectorStore::load(&memory_file, MemoryConfig::default().with_dimensions(384))
+            .unwrap();
+    let memory_hits: Vec<_> = rt
+        .block_on(restored.search(&ns, SearchRequest::dense(query, 3)))
+        .unwrap()
+        .into_iter()
+        .map(|h| h.chunk.id)
+        .collect();
+    assert_eq!(
+        memory_hits, lance_hits,
+        "the same results, in the same order"
+    );
+
+    let again = import(&[]);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "a non-empty namespace is refused"
+    );
+    assert!(String::from_utf8_lossy(&again.stderr).contains("not empty"));
+    let replaced = import(&["--replace"]);
+    assert!(
+        replaced.status.success(),
+        "stderr: {}",
+        String::from_utf8_lossy(&replaced.stderr)
+    );
+
+    let usage = rag(&["export", "--store", "lance", "--out", out]);
+    assert_eq!(usage.status.code(), Some(2), "--data is required for lance");
+}

@@ -133,6 +133,23 @@ pub enum Error {
     /// The operation was cancelled (a dropped stream, a shutdown).
     #[error("cancelled: {0}")]
     Cancelled(String),
+
+    /// A bounded resource is full: every slot of a local model is
+    /// generating and its queue is full. Nothing was started; retry after
+    /// `retry_after`.
+    #[error(
+        "{resource} is busy: {in_use} calls running and {queued} waiting, retry after {retry_after:?}"
+    )]
+    Overloaded {
+        /// What is full (a model id).
+        resource: String,
+        /// Calls running.
+        in_use: usize,
+        /// Calls waiting for a slot.
+        queued: usize,
+        /// A suggested wait before retrying.
+        retry_after: Duration,
+    },
 }
 
 impl Error {
@@ -190,18 +207,24 @@ impl Error {
     /// things, auth, unsupported operations, corrupt data) will fail again.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::RateLimited { .. } | Self::Timeout { .. } | Self::CircuitOpen { .. } => true,
+            Self::RateLimited { .. }
+            | Self::Timeout { .. }
+            | Self::CircuitOpen { .. }
+            | Self::Overloaded { .. } => true,
             Self::Backend { retryable, .. } => *retryable,
             _ => false,
         }
     }
 
-    /// How long the provider asked to wait, for `RateLimited`, or the
-    /// remaining cool-down of an open circuit breaker.
+    /// How long the provider asked to wait, for `RateLimited`, the
+    /// remaining cool-down of an open circuit breaker, or the suggested wait
+    /// of an `Overloaded` resource.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::RateLimited { retry_after } => *retry_after,
-            Self::CircuitOpen { retry_after, .. } => Some(*retry_after),
+            Self::CircuitOpen { retry_after, .. } | Self::Overloaded { retry_after, .. } => {
+                Some(*retry_after)
+            }
             _ => None,
         }
     }
@@ -221,6 +244,7 @@ impl Error {
             Self::RetriesExhausted { .. } => "retries_exhausted",
             Self::CircuitOpen { .. } => "circuit_open",
             Self::Cancelled(_) => "cancelled",
+            Self::Overloaded { .. } => "overloaded",
         }
     }
 }

@@ -28,8 +28,8 @@ pub use embed::HashEmbedder;
 pub use error::{BoxError, Error, Result, SharedError};
 pub use filter::{Field, Filter, FilterOp, Scalar};
 pub use layers::{
-    BreakerConfig, CachedEmbedder, CircuitBreaker, EmbedCacheConfig, Fallback, Instrumented,
-    RateLimit, RateLimitConfig, Retry, RetryPolicy, Timeout,
+    BreakerConfig, CachedEmbedder, CircuitBreaker, ConcurrencyLimit, EmbedCacheConfig, Fallback,
+    Instrumented, RateLimit, RateLimitConfig, Retry, RetryPolicy, Timeout,
 };
 pub use memory::{MemorySessionStore, MemoryVectorStore};
 pub use pipeline::{

@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -228,6 +229,24 @@ struct Inner {
     model_id: String,
     system_prompt: Option<String>,
     config: LocalChatConfig,
+    /// Generations running now (any caller).
+    running: AtomicUsize,
+}
+
+/// Counts one generation as running until dropped.
+struct Running<'a>(&'a AtomicUsize);
+
+impl<'a> Running<'a> {
+    fn start(n: &'a AtomicUsize) -> Self {
+        n.fetch_add(1, Ordering::AcqRel);
+        Self(n)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl fmt::Debug for LocalChat {
@@ -425,8 +444,16 @@ impl LocalChat {
                 model_id,
                 system_prompt,
                 config,
+                running: AtomicUsize::new(0),
             }),
         })
+    }
+
+    /// Generations running now, from every clone of this model: a
+    /// generation whose caller went away stops at its next token, so this
+    /// falls back to what callers are still waiting for.
+    pub fn generations_running(&self) -> usize {
+        self.inner.running.load(Ordering::Acquire)
     }
 
     /// The configuration it was loaded with.
@@ -451,16 +478,25 @@ impl LocalChat {
     }
 
     /// Generates a complete answer and reports the prompt and generation
-    /// speed.
+    /// speed. Dropping the returned future stops the generation at its next
+    /// token.
     pub async fn complete_with_stats(
         &self,
         request: ChatRequest,
     ) -> Result<(ChatResponse, GenerationStats)> {
         let job = self.inner.prepare(&request)?;
         let inner = Arc::clone(&self.inner);
-        let out = tokio::task::spawn_blocking(move || inner.generate(&job, &mut |_| true))
-            .await
-            .map_err(|e| join(BACKEND, &e))??;
+        // When this future is dropped (a deadline, a caller gone), the guard
+        // raises the flag and the generation stops at its next token instead
+        // of running on in the blocking pool.
+        let cancel = CancelOnDrop::default();
+        let cancelled = Arc::clone(&cancel.0);
+        let out = tokio::task::spawn_blocking(move || {
+            inner.generate(&job, &mut |_| !cancelled.load(Ordering::Acquire))
+        })
+        .await
+        .map_err(|e| join(BACKEND, &e))??;
+        drop(cancel);
         tracing::debug!(
             model = %self.inner.model_id,
             prompt_tokens = out.stats.prompt_tokens,
@@ -567,6 +603,7 @@ impl Inner {
     /// Runs one generation; `emit` receives each new piece of text and
     /// returns whether to go on.
     fn generate(&self, job: &Job, emit: &mut dyn FnMut(&str) -> bool) -> Result<Outcome> {
+        let _running = Running::start(&self.running);
         let fail = |e: candle_core::Error| runtime(BACKEND, "generation failed", e);
         let dev = Device::Cpu;
         let mut model = self.weights.clone();
@@ -790,5 +827,15 @@ mod tests {
         assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
         assert!(err.to_string().contains("model.gguf"));
         assert!(err.to_string().contains("scripts/fetch-models"));
+    }
+}
+
+/// Raises its flag when dropped: a generation polling the flag stops.
+#[derive(Default)]
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Release);
     }
 }

@@ -211,6 +211,31 @@ async fn gguf_tokenizer_matches_transformers() {
 }
 
 #[tokio::test]
+async fn a_complete_cut_by_its_deadline_stops_generating() {
+    let Some(llm) = chat("a_complete_cut_by_its_deadline_stops_generating") else {
+        return;
+    };
+    let long = ChatRequest::new(vec![Message::user("Write a long story about a dragon.")])
+        .with_max_tokens(1000);
+    // The deadline fires while the model is generating.
+    let cut = tokio::time::timeout(std::time::Duration::from_millis(300), llm.complete(long)).await;
+    assert!(
+        cut.is_err(),
+        "1000 tokens in 300 ms: the deadline should fire"
+    );
+    // The abandoned generation stops at its next token: polled every 10 ms,
+    // it is gone long before 1000 tokens (tens of seconds here) could run.
+    let t = std::time::Instant::now();
+    while llm.generations_running() > 0 {
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "the generation went on after its caller gave up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
 async fn dropping_the_stream_stops_generation() {
     let Some(llm) = chat("dropping_the_stream_stops_generation") else {
         return;

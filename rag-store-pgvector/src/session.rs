@@ -83,8 +83,18 @@ impl PgSessionStore {
     /// Connects a new pool to `url` (default pool settings) and creates the
     /// tables.
     pub async fn connect(url: &str, config: PgSessionConfig) -> Result<Self> {
+        Self::connect_with_pool(url, config, &crate::PoolConfig::default()).await
+    }
+
+    /// [`PgSessionStore::connect`] with a pool of these settings (size,
+    /// timeouts).
+    pub async fn connect_with_pool(
+        url: &str,
+        config: PgSessionConfig,
+        pool: &crate::PoolConfig,
+    ) -> Result<Self> {
         config.validate()?;
-        let pool = crate::store::connect_pool(url, &crate::PoolConfig::default(), None).await?;
+        let pool = crate::store::connect_pool(url, pool, None).await?;
         let store = Self::with_config(pool, config)?;
         store.migrate().await?;
         Ok(store)

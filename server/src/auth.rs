@@ -242,6 +242,8 @@ type KeyedLimiter<K> =
 pub struct Limits {
     per_key: Option<KeyedLimiter<Arc<str>>>,
     per_ip: Option<KeyedLimiter<IpAddr>>,
+    per_session: Option<KeyedLimiter<uuid::Uuid>>,
+    asks_per_key: Option<KeyedLimiter<Arc<str>>>,
     clock: DefaultClock,
 }
 
@@ -250,6 +252,7 @@ impl fmt::Debug for Limits {
         f.debug_struct("Limits")
             .field("per_key", &self.per_key.is_some())
             .field("per_ip", &self.per_ip.is_some())
+            .field("per_session", &self.per_session.is_some())
             .finish()
     }
 }
@@ -266,8 +269,36 @@ impl Limits {
         Self {
             per_key: quota(key_per_minute, key_burst).map(RateLimiter::keyed),
             per_ip: quota(ip_per_minute, ip_burst).map(RateLimiter::keyed),
+            per_session: None,
+            asks_per_key: None,
             clock: DefaultClock::default(),
         }
+    }
+
+    /// Adds a limit of `per_minute` questions per session (`0` for none).
+    #[must_use]
+    pub fn with_per_session(mut self, per_minute: u32) -> Self {
+        self.per_session = quota(per_minute, 0).map(RateLimiter::keyed);
+        self
+    }
+
+    /// Adds a limit of `per_minute` questions per key (`0` for none).
+    #[must_use]
+    pub fn with_asks_per_key(mut self, per_minute: u32) -> Self {
+        self.asks_per_key = quota(per_minute, 0).map(RateLimiter::keyed);
+        self
+    }
+
+    /// Takes one question from the key's question budget: `429` with
+    /// `Retry-After` when it is spent.
+    pub fn check_ask(&self, key: &Arc<str>) -> ApiResult<()> {
+        self.check(self.asks_per_key.as_ref(), key)
+    }
+
+    /// Takes one question from the session's budget: `429` with
+    /// `Retry-After` when it is spent.
+    pub fn check_session(&self, id: uuid::Uuid) -> ApiResult<()> {
+        self.check(self.per_session.as_ref(), &id)
     }
 
     fn check<K: Clone + std::hash::Hash + Eq>(

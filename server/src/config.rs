@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub log_format: String,
     /// The vector store.
     pub store: StoreConfig,
+    /// The session store.
+    pub sessions: SessionsConfig,
+    /// Defaults of every question.
+    pub ask: AskDefaults,
     /// The embedder.
     pub embedder: EmbedderConfig,
     /// The chat model.
@@ -65,6 +69,8 @@ impl Default for ServerConfig {
             cors_origins: Vec::new(),
             log_format: "json".into(),
             store: StoreConfig::default(),
+            sessions: SessionsConfig::default(),
+            ask: AskDefaults::default(),
             embedder: EmbedderConfig::default(),
             llm: LlmConfig::default(),
             reranker: RerankerConfig::default(),
@@ -80,8 +86,7 @@ impl Default for ServerConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
     /// `lance` (default: embedded LanceDB on local disk), `memory`,
-    /// `pgvector`; `qdrant` is refused: the server does not wire the Qdrant
-    /// store yet (`RAG_STORE`).
+    /// `pgvector` or `qdrant` (`RAG_STORE`).
     pub kind: String,
     /// For `lance`: the database directory (`RAG_STORE_PATH`; when unset,
     /// `./rag-data/<embedder model>-<dimensions>`, one per embedder, so a
@@ -89,10 +94,18 @@ pub struct StoreConfig {
     /// shutdown; none keeps it in memory only.
     pub path: Option<PathBuf>,
     /// For `pgvector`: the database URL (`RAG_PG_URL` or `DATABASE_URL`).
+    /// For `qdrant`: the gRPC URL (`RAG_QDRANT_URL`; default
+    /// `http://127.0.0.1:6334`); its API key comes from `QDRANT_API_KEY`.
     pub url: Option<String>,
     /// For `pgvector`: the prefix of its tables (`RAG_PG_TABLE_PREFIX`;
     /// the adapter's `rag` by default).
     pub table_prefix: Option<String>,
+    /// For `qdrant`: the collection (`RAG_QDRANT_COLLECTION`; the adapter's
+    /// `rag_chunks` by default).
+    pub collection: Option<String>,
+    /// For `pgvector`: the most pooled connections (the adapter's default
+    /// when unset).
+    pub max_connections: Option<u32>,
 }
 
 impl Default for StoreConfig {
@@ -102,6 +115,76 @@ impl Default for StoreConfig {
             path: None,
             url: None,
             table_prefix: None,
+            collection: None,
+            max_connections: None,
+        }
+    }
+}
+
+/// Where conversation sessions are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionsConfig {
+    /// `auto` (default: `postgres` in the vector store's database when the
+    /// store is `pgvector`, else `memory`), `memory` (lost at restart) or
+    /// `postgres` (durable; `sessions.url`) (`RAG_SESSIONS`).
+    pub kind: String,
+    /// For `postgres`: the database URL (`RAG_SESSIONS_URL`; with
+    /// `auto` and pgvector, the store's).
+    pub url: Option<String>,
+    /// For `postgres`: the prefix of the session tables (default: the
+    /// store's `table_prefix`, else `rag`).
+    pub table_prefix: Option<String>,
+    /// For `postgres` with its own URL: the most pooled connections.
+    pub max_connections: u32,
+    /// Idle time after which a session expires, in seconds; each question
+    /// in it pushes expiry forward; `0` never expires.
+    pub ttl_secs: u64,
+    /// The most live sessions in one namespace (a tenant, so per key for
+    /// keys bound to a namespace); creating one more is `429`; `0` for no
+    /// cap.
+    pub max_per_namespace: usize,
+}
+
+impl Default for SessionsConfig {
+    fn default() -> Self {
+        Self {
+            kind: "auto".into(),
+            url: None,
+            table_prefix: None,
+            max_connections: 5,
+            ttl_secs: 24 * 60 * 60,
+            max_per_namespace: 0,
+        }
+    }
+}
+
+impl SessionsConfig {
+    /// The kind `auto` resolves to with this vector store.
+    pub fn resolved_kind(&self, store: &StoreConfig) -> &str {
+        match (self.kind.as_str(), store.kind.as_str()) {
+            ("auto", "pgvector") => "postgres",
+            ("auto", _) => "memory",
+            (k, _) => k,
+        }
+    }
+}
+
+/// Defaults of every question; a request's own values win.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AskDefaults {
+    /// Sources given to the model (`Ask`'s default, 8, when unset).
+    pub top_k: Option<usize>,
+    /// Session messages read for a follow-up question.
+    pub history_window: usize,
+}
+
+impl Default for AskDefaults {
+    fn default() -> Self {
+        Self {
+            top_k: None,
+            history_window: 20,
         }
     }
 }
@@ -121,6 +204,15 @@ pub struct EmbedderConfig {
     pub kind: String,
     /// The embedding model, for `openai` (`RAG_EMBEDDING_MODEL`).
     pub model: Option<String>,
+    /// For `openai`: any OpenAI-compatible base URL
+    /// (`RAG_EMBEDDER_BASE_URL`; else `OPENAI_BASE_URL`, else OpenAI's).
+    pub base_url: Option<String>,
+    /// For `openai`: the vector length, for models other than OpenAI's own
+    /// (`OPENAI_EMBEDDING_DIMENSIONS`).
+    pub dimensions: Option<usize>,
+    /// Entries of the embedding cache in front of the embedder (question
+    /// embeddings and re-ingested chunks are not paid for twice); `0` off.
+    pub cache_entries: u64,
 }
 
 impl Default for EmbedderConfig {
@@ -128,6 +220,9 @@ impl Default for EmbedderConfig {
         Self {
             kind: "auto".into(),
             model: None,
+            base_url: None,
+            dimensions: None,
+            cache_entries: 0,
         }
     }
 }
@@ -147,6 +242,14 @@ pub struct LlmConfig {
     pub base_url: Option<String>,
     /// The chat model (`RAG_LLM_MODEL`).
     pub model: Option<String>,
+    /// Wrap the model in `rag::GroundedAnswerer`: it reads the best
+    /// sentences, answers in a few words and every reply is cited and
+    /// checked against its source (for small models; the embedded reader
+    /// always is).
+    pub grounded: bool,
+    /// A second provider for `openai` or `groq`, used when the first fails
+    /// with a transient error after its retries (or its breaker is open).
+    pub fallback: Option<FallbackLlmConfig>,
 }
 
 impl Default for LlmConfig {
@@ -155,8 +258,23 @@ impl Default for LlmConfig {
             kind: "auto".into(),
             base_url: None,
             model: None,
+            grounded: false,
+            fallback: None,
         }
     }
+}
+
+/// The fallback chat model.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FallbackLlmConfig {
+    /// `openai` (any OpenAI-compatible API, key from `OPENAI_API_KEY`) or
+    /// `groq` (`GROQ_API_KEY`).
+    pub kind: String,
+    /// Its base URL (`RAG_LLM_FALLBACK_BASE_URL`).
+    pub base_url: Option<String>,
+    /// Its model.
+    pub model: Option<String>,
 }
 
 /// Which reranker.
@@ -196,6 +314,19 @@ pub struct LayersConfig {
     pub answer_cache_entries: u64,
     /// Record tracing spans and metrics of every call.
     pub instrument: bool,
+    /// Consecutive failures of a remote LLM that open its circuit breaker
+    /// (calls then fail fast with `503` until `breaker_cool_down_secs`
+    /// pass, or go to the fallback); `0` turns the breaker off.
+    pub breaker_failures: u32,
+    /// Seconds an open breaker waits before letting a probe through.
+    pub breaker_cool_down_secs: u64,
+    /// Generations of a local model (`reader`, `local`) running at once.
+    /// A local model is never retried and gets the whole request deadline:
+    /// a retried timeout would run the same CPU-bound generation again.
+    pub local_concurrency: usize,
+    /// Questions waiting for a local model's slot; beyond them the answer
+    /// is `503` with `Retry-After`.
+    pub local_queue: usize,
 }
 
 impl Default for LayersConfig {
@@ -207,6 +338,10 @@ impl Default for LayersConfig {
             prompt_guard: true,
             answer_cache_entries: 1024,
             instrument: true,
+            breaker_failures: 5,
+            breaker_cool_down_secs: 30,
+            local_concurrency: 1,
+            local_queue: 4,
         }
     }
 }
@@ -224,6 +359,13 @@ pub struct RateLimitSettings {
     pub per_ip_per_minute: u32,
     /// Burst per IP; `0` means the per-minute figure.
     pub per_ip_burst: u32,
+    /// Questions per minute in one session (`/v1/ask` and
+    /// `/v1/ask/stream` with a `session_id`); `0` for none.
+    pub per_session_per_minute: u32,
+    /// Questions per minute per key (`/v1/ask`, `/v1/ask/stream`,
+    /// `/v1/chat/completions`), on top of `per_key_per_minute`; `0` for
+    /// none.
+    pub asks_per_key_per_minute: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -233,6 +375,8 @@ impl Default for RateLimitSettings {
             per_key_burst: 0,
             per_ip_per_minute: 0,
             per_ip_burst: 0,
+            per_session_per_minute: 0,
+            asks_per_key_per_minute: 0,
         }
     }
 }
@@ -277,14 +421,38 @@ impl ServerConfig {
         if let Some(v) = var("RAG_STORE") {
             self.store.kind = v;
         }
+        if let Some(v) = var("RAG_SESSIONS") {
+            self.sessions.kind = v;
+        }
         if let Some(v) = var("RAG_STORE_PATH") {
             self.store.path = Some(v.into());
         }
+        // The PostgreSQL URL goes to whichever part uses PostgreSQL and has
+        // none in the file: the pgvector store, else durable sessions.
         if let Some(v) = var("RAG_PG_URL").or_else(|| var("DATABASE_URL")) {
-            self.store.url.get_or_insert(v);
+            if self.store.kind == "pgvector" {
+                self.store.url = Some(v);
+            } else if self.sessions.kind == "postgres" {
+                self.sessions.url = Some(v);
+            }
         }
         if let Some(v) = var("RAG_PG_TABLE_PREFIX") {
             self.store.table_prefix = Some(v);
+        }
+        if let Some(v) = var("RAG_QDRANT_URL").filter(|_| self.store.kind == "qdrant") {
+            self.store.url = Some(v);
+        }
+        if let Some(v) = var("RAG_QDRANT_COLLECTION") {
+            self.store.collection = Some(v);
+        }
+        if let Some(v) = var("RAG_SESSIONS_URL") {
+            self.sessions.url = Some(v);
+        }
+        if let Some(v) = var("RAG_EMBEDDER_BASE_URL") {
+            self.embedder.base_url = Some(v);
+        }
+        if let (Some(v), Some(f)) = (var("RAG_LLM_FALLBACK_BASE_URL"), self.llm.fallback.as_mut()) {
+            f.base_url = Some(v);
         }
         if let Some(v) = var("RAG_EMBEDDER") {
             self.embedder.kind = v;
@@ -349,24 +517,60 @@ impl ServerConfig {
             )
         })?;
         match self.store.kind.as_str() {
-            "memory" | "lance" => {}
+            "memory" | "lance" | "qdrant" => {}
             "pgvector" => {
                 if self.store.url.is_none() {
                     return Err("store.kind = \"pgvector\" needs store.url (or RAG_PG_URL)".into());
                 }
-            }
-            "qdrant" => {
-                return Err(
-                    "store.kind = \"qdrant\" is not available in the server yet (the library's \
-                            QdrantStore is). Use \"lance\", \"memory\" or \"pgvector\""
-                        .into(),
-                );
             }
             other => {
                 return Err(format!(
                     "store.kind: unknown store {other:?} (memory, pgvector, lance, qdrant)"
                 ));
             }
+        }
+        match self.sessions.kind.as_str() {
+            "auto" | "memory" => {}
+            "postgres" => {
+                if self.sessions.url.is_none() && self.store.kind != "pgvector" {
+                    return Err(
+                        "sessions.kind = \"postgres\" needs sessions.url (or RAG_SESSIONS_URL) \
+                         unless the store is pgvector"
+                            .into(),
+                    );
+                }
+                if self.sessions.max_connections == 0 {
+                    return Err("sessions.max_connections must be at least 1".into());
+                }
+            }
+            other => {
+                return Err(format!(
+                    "sessions.kind: unknown session store {other:?} (auto, memory, postgres)"
+                ));
+            }
+        }
+        if matches!(self.ask.top_k, Some(k) if !(1..=100).contains(&k)) {
+            return Err("ask.top_k must be 1 to 100".into());
+        }
+        if self.ask.history_window == 0 {
+            return Err("ask.history_window must be at least 1".into());
+        }
+        if let Some(f) = &self.llm.fallback {
+            if !matches!(self.llm.kind.as_str(), "openai" | "groq") {
+                return Err(format!(
+                    "llm.fallback is for a remote model (llm.kind openai or groq), not {:?}",
+                    self.llm.kind
+                ));
+            }
+            if !matches!(f.kind.as_str(), "openai" | "groq") {
+                return Err(format!(
+                    "llm.fallback.kind: unknown LLM {:?} (openai, groq)",
+                    f.kind
+                ));
+            }
+        }
+        if self.layers.local_concurrency == 0 {
+            return Err("layers.local_concurrency must be at least 1".into());
         }
         if !matches!(
             self.embedder.kind.as_str(),
@@ -457,22 +661,63 @@ mod tests {
     }
 
     #[test]
-    fn refuses_unlanded_stores_and_bad_values() {
+    fn refuses_unknown_stores_and_bad_values() {
         let mut c = ServerConfig::default();
         c.store.kind = "qdrant".into();
+        c.validate().unwrap();
+        c.store.kind = "milvus".into();
         assert!(
             c.validate()
                 .unwrap_err()
-                .contains("not available in the server yet")
+                .contains("unknown store \"milvus\"")
         );
         c.store.kind = "lance".into();
+        c.sessions.kind = "postgres".into();
+        assert!(c.validate().unwrap_err().contains("needs sessions.url"));
+        c.sessions.url = Some("postgres://localhost/rag".into());
         c.validate().unwrap();
+        c.llm.fallback = Some(FallbackLlmConfig {
+            kind: "openai".into(),
+            ..FallbackLlmConfig::default()
+        });
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .contains("llm.fallback is for a remote model")
+        );
+        c.llm.kind = "groq".into();
+        c.validate().unwrap();
+        c.ask.top_k = Some(0);
+        assert!(c.validate().unwrap_err().contains("ask.top_k"));
         let c = ServerConfig {
             bind: "nowhere".into(),
             ..ServerConfig::default()
         };
         assert!(c.validate().unwrap_err().starts_with("bind"));
         assert!(toml::from_str::<ServerConfig>("nonsense = 1").is_err());
+    }
+
+    #[test]
+    fn the_postgres_url_goes_where_postgres_is_used() {
+        let url = || Some("postgres://db/rag".to_owned());
+        let mut c = ServerConfig::default();
+        c.store.kind = "qdrant".into();
+        c.sessions.kind = "postgres".into();
+        c.apply_env(|k| if k == "DATABASE_URL" { url() } else { None })
+            .unwrap();
+        assert_eq!(c.store.url, None, "a PostgreSQL URL is no Qdrant URL");
+        assert_eq!(c.sessions.url, url());
+        c.validate().unwrap();
+        let mut c = ServerConfig::default();
+        c.apply_env(|k| match k {
+            "RAG_STORE" => Some("pgvector".into()),
+            "RAG_PG_URL" => url(),
+            _ => None,
+        })
+        .unwrap();
+        assert_eq!(c.store.url, url());
+        assert_eq!(c.sessions.resolved_kind(&c.store), "postgres");
+        c.validate().unwrap();
     }
 
     #[test]

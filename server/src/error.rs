@@ -88,6 +88,18 @@ impl ApiError {
         e
     }
 
+    /// `429 Too Many Requests`: the namespace holds `cap` live sessions.
+    pub fn session_limit(cap: usize) -> Self {
+        Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "session_limit",
+            format!(
+                "this namespace has {cap} live sessions, the most allowed: delete one or wait \
+                 for one to expire"
+            ),
+        )
+    }
+
     /// Sets the field at fault.
     #[must_use]
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
@@ -110,6 +122,7 @@ impl From<rag::Error> for ApiError {
             E::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "upstream_unauthorized"),
             E::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
             E::CircuitOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open"),
+            E::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "model_busy"),
             _ => (StatusCode::BAD_GATEWAY, "backend_error"),
         };
         let mut out = Self::new(status, code, e.to_string());

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use rag::local::{CrossEncoderReranker, LocalChat, LocalModels};
-use rag::memory::MemoryConfig;
+use rag::memory::{MemoryConfig, MemorySessionConfig};
 use rag::{
-    AnswerCacheConfig, AutoChunker, ChunkSize, Chunker, Embedder, HashEmbedder, Instrumented,
-    LlmClient, MemorySessionStore, MemoryVectorStore, PromptGuard, Rag, RateLimit, RateLimitConfig,
-    Reranker, Retry, RetryPolicy, SessionStore, Timeout, TokenEncoding, VectorStore,
+    AnswerCacheConfig, AutoChunker, BreakerConfig, CachedEmbedder, ChunkSize, Chunker,
+    CircuitBreaker, ConcurrencyLimit, EmbedCacheConfig, Embedder, Fallback, GroundedAnswerer,
+    HashEmbedder, Instrumented, LlmClient, MemorySessionStore, MemoryVectorStore, PromptGuard, Rag,
+    RagConfig, RateLimit, RateLimitConfig, Reranker, Retry, RetryPolicy, SessionStore, Timeout,
+    TokenEncoding, VectorStore,
 };
 
 use crate::auth::{KeyRing, Limits};
@@ -61,7 +63,32 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-fn layered_llm(llm: Arc<dyn LlmClient>, cfg: &ServerConfig) -> Arc<dyn LlmClient> {
+/// Layers of a model that runs on this machine (the embedded reader, the
+/// candle model): a bound on generations at once with a short queue (then
+/// `503` with `Retry-After`), one attempt with the whole request deadline,
+/// never a retry — a retried timeout would run the same CPU-bound
+/// generation again while the first one still holds the cores.
+fn local_layers(llm: Arc<dyn LlmClient>, cfg: &ServerConfig) -> Arc<dyn LlmClient> {
+    let l = &cfg.layers;
+    let llm: Arc<dyn LlmClient> = Arc::new(Timeout::new(
+        llm,
+        Duration::from_secs(cfg.request_timeout_secs),
+    ));
+    let mut llm: Arc<dyn LlmClient> = Arc::new(ConcurrencyLimit::new(
+        llm,
+        l.local_concurrency,
+        l.local_queue,
+    ));
+    if l.instrument {
+        llm = Arc::new(Instrumented::new(llm));
+    }
+    llm
+}
+
+/// Layers of a remote model, innermost first: a deadline per attempt, the
+/// client-side rate limit, the circuit breaker (named `name`), retries of
+/// transient errors.
+fn remote_layers(llm: Arc<dyn LlmClient>, name: &str, cfg: &ServerConfig) -> Arc<dyn LlmClient> {
     let l = &cfg.layers;
     let mut llm: Arc<dyn LlmClient> =
         Arc::new(Timeout::new(llm, Duration::from_secs(l.call_timeout_secs)));
@@ -71,16 +98,184 @@ fn layered_llm(llm: Arc<dyn LlmClient>, cfg: &ServerConfig) -> Arc<dyn LlmClient
             RateLimitConfig::new("llm").requests_per_minute(l.llm_requests_per_minute),
         ));
     }
+    if l.breaker_failures > 0 {
+        llm = Arc::new(CircuitBreaker::new(
+            llm,
+            BreakerConfig::new(format!("llm-{name}"))
+                .failure_threshold(l.breaker_failures)
+                .cool_down(Duration::from_secs(l.breaker_cool_down_secs)),
+        ));
+    }
     if l.retry_attempts > 1 {
         llm = Arc::new(Retry::new(
             llm,
             RetryPolicy::default().max_attempts(l.retry_attempts),
         ));
     }
-    if l.instrument {
-        llm = Arc::new(Instrumented::new(llm));
-    }
     llm
+}
+
+/// An `openai` or `groq` chat client; the file's base URL and model take
+/// precedence over the provider's variables.
+fn remote_llm(
+    kind: &str,
+    base_url: Option<&str>,
+    model: Option<&str>,
+    env: &(impl Fn(&str) -> Option<String> + Clone),
+) -> rag::Result<Arc<dyn LlmClient>> {
+    let (base, model) = (base_url.map(str::to_owned), model.map(str::to_owned));
+    if kind == "groq" {
+        let key = env("GROQ_API_KEY")
+            .ok_or_else(|| rag::Error::invalid_input("GROQ_API_KEY is not set"))?;
+        let model = model
+            .or_else(|| env("GROQ_MODEL"))
+            .unwrap_or_else(|| rag::groq::DEFAULT_MODEL.to_owned());
+        let mut c = rag::groq::groq_config(key, model);
+        if let Some(url) = base.or_else(|| env("GROQ_BASE_URL")) {
+            c = c.with_base_url(url);
+        }
+        return Ok(Arc::new(rag::groq::GroqChat::with_config(c)?));
+    }
+    let env = env.clone();
+    let c = rag::openai::OpenAiConfig::from_lookup(move |k| match k {
+        "OPENAI_BASE_URL" if base.is_some() => base.clone(),
+        "OPENAI_CHAT_MODEL" if model.is_some() => model.clone(),
+        _ => env(k),
+    })?;
+    Ok(Arc::new(rag::openai::OpenAiChat::new(c)?))
+}
+
+/// The `openai` embedder: the file's base URL, model and dimensions take
+/// precedence over the `OPENAI_*` variables.
+fn openai_embedder(
+    cfg: &ServerConfig,
+    env: impl Fn(&str) -> Option<String>,
+) -> rag::Result<rag::openai::OpenAiEmbedder> {
+    let e = &cfg.embedder;
+    let (base, model, dims) = (
+        e.base_url.clone(),
+        e.model.clone(),
+        e.dimensions.map(|d| d.to_string()),
+    );
+    let c = rag::openai::OpenAiConfig::from_lookup(move |k| match k {
+        "OPENAI_BASE_URL" if base.is_some() => base.clone(),
+        "OPENAI_EMBEDDING_MODEL" if model.is_some() => model.clone(),
+        "OPENAI_EMBEDDING_DIMENSIONS" if dims.is_some() => dims.clone(),
+        _ => env(k),
+    })?;
+    rag::openai::OpenAiEmbedder::new(c)
+}
+
+/// The vector store of `config`, and its PostgreSQL pool when it has one.
+async fn build_store(
+    config: &ServerConfig,
+    embedder: &dyn Embedder,
+    env: &impl Fn(&str) -> Option<String>,
+    persist: &mut Option<(Arc<MemoryVectorStore>, std::path::PathBuf)>,
+) -> Result<(Arc<dyn VectorStore>, Option<rag::pgvector::PgPool>), String> {
+    let err = |what: String| move |e: rag::Error| format!("{what}: {e}");
+    let s = &config.store;
+    Ok(match s.kind.as_str() {
+        "pgvector" => {
+            use rag::pgvector::{PgVectorConfig, PgVectorStore, PoolConfig};
+            let url = s.url.clone().unwrap_or_default();
+            let mut pc = PgVectorConfig::default().with_dimensions(embedder.dimensions());
+            if let Some(prefix) = &s.table_prefix {
+                pc = pc.with_table_prefix(prefix.as_str());
+            }
+            if let Some(n) = s.max_connections {
+                pc = pc.with_pool(PoolConfig::default().with_max_connections(n));
+            }
+            let store = PgVectorStore::connect(&url, pc)
+                .await
+                .map_err(err("store (pgvector)".into()))?;
+            let pool = store.pool().clone();
+            (Arc::new(store), Some(pool))
+        }
+        "qdrant" => {
+            use rag::qdrant::{QdrantConfig, QdrantStore};
+            let url = s
+                .url
+                .clone()
+                .unwrap_or_else(|| "http://127.0.0.1:6334".to_owned());
+            let mut qc = QdrantConfig::new(url.as_str(), embedder.dimensions());
+            if let Some(c) = &s.collection {
+                qc = qc.with_collection(c.as_str());
+            }
+            if let Some(key) = env("QDRANT_API_KEY") {
+                qc = qc.with_api_key(key);
+            }
+            let store = QdrantStore::connect(qc)
+                .await
+                .map_err(err(format!("store (qdrant, {url})")))?;
+            (Arc::new(store), None)
+        }
+        "lance" => {
+            use rag::lance::{LanceConfig, LanceVectorStore};
+            let dir = s
+                .path
+                .clone()
+                .unwrap_or_else(|| std::path::Path::new("rag-data").join(store_dir_name(embedder)));
+            let uri = dir.to_string_lossy().into_owned();
+            let store = LanceVectorStore::open(LanceConfig::new(uri, embedder.dimensions()))
+                .await
+                .map_err(err(format!("store (lance, {})", dir.display())))?;
+            (Arc::new(store), None)
+        }
+        _ => {
+            let mc = MemoryConfig::default().with_dimensions(embedder.dimensions());
+            let store = match &s.path {
+                Some(p) if p.exists() => MemoryVectorStore::load(p, mc)
+                    .map_err(err(format!("store (memory, {})", p.display())))?,
+                _ => MemoryVectorStore::new(mc),
+            };
+            let store = Arc::new(store);
+            if let Some(p) = &s.path {
+                *persist = Some((store.clone(), p.clone()));
+            }
+            (store, None)
+        }
+    })
+}
+
+/// The session store of `config`: in memory, or in PostgreSQL (its own
+/// database, or the pgvector store's pool).
+async fn build_sessions(
+    config: &ServerConfig,
+    store_pool: Option<rag::pgvector::PgPool>,
+) -> Result<Arc<dyn SessionStore>, String> {
+    let c = &config.sessions;
+    let ttl = (c.ttl_secs > 0).then(|| Duration::from_secs(c.ttl_secs));
+    if c.resolved_kind(&config.store) != "postgres" {
+        return Ok(Arc::new(MemorySessionStore::new(
+            MemorySessionConfig::default().with_default_ttl(ttl),
+        )));
+    }
+    use rag::pgvector::{PgSessionConfig, PgSessionStore, PoolConfig};
+    let err = |e: rag::Error| format!("session store (postgres): {e}");
+    let mut sc = PgSessionConfig::default().with_default_ttl(ttl);
+    if let Some(prefix) = c
+        .table_prefix
+        .as_ref()
+        .or(config.store.table_prefix.as_ref())
+    {
+        sc = sc.with_table_prefix(prefix.as_str());
+    }
+    let sessions = match (&c.url, store_pool) {
+        (Some(url), _) => {
+            let pool = PoolConfig::default().with_max_connections(c.max_connections);
+            PgSessionStore::connect_with_pool(url, sc, &pool)
+                .await
+                .map_err(err)?
+        }
+        (None, Some(pool)) => {
+            let s = PgSessionStore::with_config(pool, sc).map_err(err)?;
+            s.migrate().await.map_err(err)?;
+            s
+        }
+        (None, None) => return Err("session store (postgres): no sessions.url".into()),
+    };
+    Ok(Arc::new(sessions))
 }
 
 fn layered_embedder(e: Arc<dyn Embedder>, cfg: &ServerConfig, remote: bool) -> Arc<dyn Embedder> {
@@ -94,6 +289,13 @@ fn layered_embedder(e: Arc<dyn Embedder>, cfg: &ServerConfig, remote: bool) -> A
                 RetryPolicy::default().max_attempts(l.retry_attempts),
             ));
         }
+    }
+    // The cache outside the attempts: a hit costs no call, no retry.
+    if cfg.embedder.cache_entries > 0 {
+        e = Arc::new(CachedEmbedder::new(
+            e,
+            EmbedCacheConfig::entries(cfg.embedder.cache_entries),
+        ));
     }
     if l.instrument {
         e = Arc::new(Instrumented::new(e));
@@ -293,7 +495,19 @@ pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoad
 
 impl AppState {
     /// Builds the pipeline and its backends; a clear message on failure.
+    /// Secrets (`OPENAI_API_KEY`, `GROQ_API_KEY`, `QDRANT_API_KEY`) come
+    /// from the environment.
     pub async fn build(config: ServerConfig) -> Result<Self, String> {
+        Self::build_with_env(config, |k| std::env::var(k).ok().filter(|v| !v.is_empty())).await
+    }
+
+    /// [`AppState::build`] reading the provider variables (`OPENAI_*`,
+    /// `GROQ_*`, `QDRANT_API_KEY`) through `env` instead of the process
+    /// environment: for tests, and for programs that keep secrets elsewhere.
+    pub async fn build_with_env(
+        config: ServerConfig,
+        env: impl Fn(&str) -> Option<String> + Clone + Send + Sync + 'static,
+    ) -> Result<Self, String> {
         config.validate()?;
         let err = |what: &str| {
             let what = what.to_owned();
@@ -341,97 +555,43 @@ impl AppState {
         let embedder: Arc<dyn Embedder> = match (config.embedder.kind.as_str(), local_embedder) {
             ("local" | "auto" | "bge" | "minilm", Some(e)) => layered_embedder(e, &config, false),
             ("openai", _) => {
-                let mut c = rag::openai::OpenAiConfig::from_env().map_err(err("embedder"))?;
-                if let Some(m) = &config.embedder.model {
-                    c = c.with_embedding_model(m.as_str());
-                }
-                let e = rag::openai::OpenAiEmbedder::new(c).map_err(err("embedder"))?;
+                let e = openai_embedder(&config, env.clone()).map_err(err("embedder (openai)"))?;
                 layered_embedder(Arc::new(e), &config, true)
             }
             _ => layered_embedder(Arc::new(HashEmbedder::default()), &config, false),
         };
 
-        // Store and sessions.
         let mut persist = None;
-        let (store, sessions): (Arc<dyn VectorStore>, Arc<dyn SessionStore>) =
-            match config.store.kind.as_str() {
-                "pgvector" => {
-                    use rag::pgvector::{
-                        PgSessionConfig, PgSessionStore, PgVectorConfig, PgVectorStore,
-                    };
-                    let url = config.store.url.clone().unwrap_or_default();
-                    let mut pc = PgVectorConfig::default().with_dimensions(embedder.dimensions());
-                    let mut sc = PgSessionConfig::default();
-                    if let Some(prefix) = &config.store.table_prefix {
-                        pc = pc.with_table_prefix(prefix.as_str());
-                        sc = sc.with_table_prefix(prefix.as_str());
-                    }
-                    let store = PgVectorStore::connect(&url, pc)
-                        .await
-                        .map_err(err("store (pgvector)"))?;
-                    let sessions = PgSessionStore::with_config(store.pool().clone(), sc)
-                        .map_err(err("session store (pgvector)"))?;
-                    sessions
-                        .migrate()
-                        .await
-                        .map_err(err("session store (pgvector)"))?;
-                    (Arc::new(store), Arc::new(sessions))
-                }
-                "lance" => {
-                    use rag::lance::{LanceConfig, LanceVectorStore};
-                    let dir = config.store.path.clone().unwrap_or_else(|| {
-                        std::path::Path::new("rag-data").join(store_dir_name(embedder.as_ref()))
-                    });
-                    let uri = dir.to_string_lossy().into_owned();
-                    let store =
-                        LanceVectorStore::open(LanceConfig::new(uri, embedder.dimensions()))
-                            .await
-                            .map_err(err(&format!("store (lance, {})", dir.display())))?;
-                    (Arc::new(store), Arc::new(MemorySessionStore::default()))
-                }
-                _ => {
-                    let mc = MemoryConfig::default().with_dimensions(embedder.dimensions());
-                    let store = match &config.store.path {
-                        Some(p) if p.exists() => MemoryVectorStore::load(p, mc)
-                            .map_err(err(&format!("store (memory, {})", p.display())))?,
-                        _ => MemoryVectorStore::new(mc),
-                    };
-                    let store = Arc::new(store);
-                    if let Some(p) = &config.store.path {
-                        persist = Some((store.clone(), p.clone()));
-                    }
-                    (store, Arc::new(MemorySessionStore::default()))
-                }
-            };
+        let (store, pg_pool) = build_store(&config, embedder.as_ref(), &env, &mut persist).await?;
+        let sessions = build_sessions(&config, pg_pool).await?;
 
         // LLM.
         let reader_server = reader.as_ref().map(|(server, _)| server.clone());
         let (llm, llm_kind): (Option<Arc<dyn LlmClient>>, &str) =
             match (config.llm.kind.as_str(), local_chat) {
-                (_, _) if reader.is_some() => (reader.map(|(_, llm)| llm), "reader"),
-                ("local", Some(chat)) => (Some(Arc::new(chat)), "local"),
-                ("openai", _) => {
-                    // The file's settings take precedence over `OPENAI_*`.
-                    let (base, model) = (config.llm.base_url.clone(), config.llm.model.clone());
-                    let c = rag::openai::OpenAiConfig::from_lookup(|k| match k {
-                        "OPENAI_BASE_URL" if base.is_some() => base.clone(),
-                        "OPENAI_CHAT_MODEL" if model.is_some() => model.clone(),
-                        _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
-                    })
-                    .map_err(err("llm (openai)"))?;
-                    let chat = rag::openai::OpenAiChat::new(c).map_err(err("llm (openai)"))?;
-                    (Some(Arc::new(chat)), "openai")
+                (_, _) if reader.is_some() => {
+                    (reader.map(|(_, llm)| local_layers(llm, &config)), "reader")
                 }
-                ("groq", _) => {
-                    let key = std::env::var("GROQ_API_KEY")
-                        .map_err(|_| "llm (groq): GROQ_API_KEY is not set".to_owned())?;
-                    let model = config
-                        .llm
-                        .model
-                        .clone()
-                        .unwrap_or_else(|| "llama-3.3-70b-versatile".to_owned());
-                    let chat = rag::groq::GroqChat::new(key, model).map_err(err("llm (groq)"))?;
-                    (Some(Arc::new(chat)), "groq")
+                ("local", Some(chat)) => (Some(local_layers(Arc::new(chat), &config)), "local"),
+                (kind @ ("openai" | "groq"), _) => {
+                    let l = &config.llm;
+                    let primary = remote_llm(kind, l.base_url.as_deref(), l.model.as_deref(), &env)
+                        .map_err(|e| format!("llm ({kind}): {e}"))?;
+                    let mut llm = remote_layers(primary, kind, &config);
+                    if let Some(f) = &l.fallback {
+                        let secondary =
+                            remote_llm(&f.kind, f.base_url.as_deref(), f.model.as_deref(), &env)
+                                .map_err(|e| format!("llm.fallback ({}): {e}", f.kind))?;
+                        let secondary = remote_layers(secondary, "fallback", &config);
+                        llm = Arc::new(Fallback::new(llm, secondary));
+                    }
+                    if l.grounded {
+                        llm = Arc::new(GroundedAnswerer::new(llm));
+                    }
+                    if config.layers.instrument {
+                        llm = Arc::new(Instrumented::new(llm));
+                    }
+                    (Some(llm), if kind == "openai" { "openai" } else { "groq" })
                 }
                 _ => (None, "extractive"),
             };
@@ -441,12 +601,13 @@ impl AppState {
         let mut builder = Rag::builder()
             .embedder_arc(embedder)
             .store_arc(store)
-            .sessions_arc(sessions);
+            .sessions_arc(sessions)
+            .config(RagConfig::default().with_history_window(config.ask.history_window));
         if let Some(chunker) = local_chunker {
             builder = builder.chunker_arc(chunker);
         }
         if let Some(llm) = llm {
-            builder = builder.llm_arc(layered_llm(llm, &config));
+            builder = builder.llm_arc(llm);
         }
         if let Some(reranker) = reranker {
             builder = builder.reranker_arc(reranker);
@@ -478,7 +639,9 @@ impl AppState {
             r.per_key_burst,
             r.per_ip_per_minute,
             r.per_ip_burst,
-        );
+        )
+        .with_per_session(r.per_session_per_minute)
+        .with_asks_per_key(r.asks_per_key_per_minute);
         Ok(Self {
             rag,
             keys: Arc::new(keys),

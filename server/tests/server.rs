@@ -1399,3 +1399,221 @@ fn embedder_kinds_select_the_local_model() {
     let err = c.validate().unwrap_err();
     assert!(err.contains("bge, minilm"), "{err}");
 }
+
+/// The shipped deployment files (`server/deployments/*.toml`), each checked
+/// by the real binary's `check-config` with no `RAG_*` variable set; a copy
+/// with an unknown key is refused with exit code 78.
+#[test]
+fn every_deployment_file_passes_check_config() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deployments");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 4, "{files:?}");
+    let check = |file: &std::path::Path| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAG_")) {
+            cmd.env_remove(k);
+        }
+        cmd.env_remove("DATABASE_URL")
+            .arg("check-config")
+            .arg("--config")
+            .arg(file)
+            .output()
+            .unwrap()
+    };
+    for file in &files {
+        let out = check(file);
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "configuration is valid"
+        );
+        // The file is the whole configuration: it parses to what it says.
+        let c: ServerConfig = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+        c.validate().unwrap();
+    }
+    let broken = tempfile::NamedTempFile::new().unwrap();
+    let text = std::fs::read_to_string(&files[0]).unwrap() + "\n[ask]\ntop_kk = 5\n";
+    std::fs::write(broken.path(), text).unwrap();
+    let out = check(broken.path());
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid configuration"));
+}
+
+/// Sessions in PostgreSQL while the vectors are elsewhere: a session made
+/// before a restart is found after it, with its messages.
+#[tokio::test]
+async fn postgres_sessions_survive_a_restart_with_another_store() {
+    let Some(url) = rag::testkit::service_url(
+        "RAG_TEST_PG_URL",
+        "postgres_sessions_survive_a_restart_with_another_store",
+        "scripts/test starts a server",
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = test_config();
+    c.store.path = Some(dir.path().join("store.bin"));
+    c.sessions.kind = "postgres".into();
+    c.sessions.url = Some(url);
+    c.sessions.table_prefix = Some(format!(
+        "t_sess_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    ));
+    c.sessions.max_per_namespace = 2;
+    let s = Server::start(c.clone()).await;
+    assert_eq!(
+        s.post("/v1/documents", None, &docs())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let sess: Value = s
+        .post(
+            "/v1/sessions",
+            None,
+            &json!({"metadata": {"title": "keys"}}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = sess["id"].as_str().unwrap().to_owned();
+    let a = s
+        .post(
+            "/v1/ask",
+            None,
+            &json!({"question": "How often should API keys be rotated?", "session_id": id}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(a.status(), StatusCode::OK);
+    // The cap: a second session fits, a third is refused.
+    assert_eq!(
+        s.post("/v1/sessions", None, &json!({}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::CREATED
+    );
+    let (status, body) = error_of(
+        s.post("/v1/sessions", None, &json!({}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("session_limit"))
+    );
+    drop(s);
+    let again = Server::start(c).await;
+    let h: Value = again
+        .get(&format!("/v1/sessions/{id}"), None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(h["session"]["metadata"]["title"], "keys", "{h}");
+    assert_eq!(h["messages"].as_array().unwrap().len(), 2, "{h}");
+}
+
+/// A deployment file run end to end: `lance-groq-resilient.toml` with
+/// Groq unreachable (a closed port) and its OpenAI-compatible fallback on
+/// the real llama-server that `scripts/test` starts; the answers come from
+/// the fallback, cited, and a session's follow-ups run into the file's
+/// per-session rate limit. The stand-in model is a 135M-parameter one, so
+/// the test turns on `llm.grounded` to have its replies cited and checked.
+#[tokio::test]
+async fn deployment_lance_groq_falls_back_and_limits_a_session() {
+    let Some(stand_in) = rag::testkit::service_url(
+        "RAG_TEST_OPENAI_URL",
+        "deployment_lance_groq_falls_back_and_limits_a_session",
+        "scripts/test starts llama-server",
+    ) else {
+        return;
+    };
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deployments/lance-groq-resilient.toml");
+    let mut c: ServerConfig = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    c.bind = "127.0.0.1:0".into();
+    c.store.path = Some(dir.path().join("lance"));
+    c.llm.base_url = Some("http://127.0.0.1:1/v1".into());
+    c.llm.grounded = true;
+    c.layers.retry_attempts = 1;
+    let fallback = c.llm.fallback.as_mut().unwrap();
+    fallback.base_url = Some(stand_in);
+    fallback.model = std::env::var("RAG_TEST_OPENAI_MODEL").ok();
+    let state =
+        AppState::build_with_env(c, |k| (k == "GROQ_API_KEY").then(|| "gsk-test".to_owned()))
+            .await
+            .unwrap();
+    let s = Server::with_state(state).await;
+    assert_eq!(
+        s.post("/v1/documents", None, &docs())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let sess: Value = s
+        .post("/v1/sessions", None, &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ask =
+        json!({"question": "How often should API keys be rotated?", "session_id": sess["id"]});
+    let a: Value = s
+        .post("/v1/ask", None, &ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(a["citations"][0]["source"], "ops/keys.md", "{a}");
+    assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
+    // Nine more questions fit the file's 10 a minute; the eleventh is 429.
+    for i in 1..10 {
+        let r = s.post("/v1/ask", None, &ask).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "question {i}");
+    }
+    let r = s.post("/v1/ask", None, &ask).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers().contains_key("retry-after"));
+    let h: Value = s
+        .get(
+            &format!("/v1/sessions/{}", sess["id"].as_str().unwrap()),
+            None,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(h["messages"].as_array().unwrap().len() >= 2, "{h}");
+}

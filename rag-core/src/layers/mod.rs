@@ -10,6 +10,7 @@
 //! | [`Fallback`]           | `Embedder`, `LlmClient`, `Reranker`                    | a second provider when the first fails transiently |
 //! | [`RateLimit`]          | `Embedder`, `LlmClient`                                | client-side requests and tokens per minute |
 //! | [`CachedEmbedder`]     | `Embedder`                                             | embeddings keyed by model id + text hash |
+//! | [`ConcurrencyLimit`]   | `LlmClient`                                            | calls in flight for a local, CPU-bound model; a bounded queue, then `Error::Overloaded` |
 //! | [`Instrumented`]       | all five                                               | tracing spans and `metrics` |
 //!
 //! A layer wraps a trait and knows nothing of the pipeline (a test checks
@@ -92,6 +93,7 @@
 
 mod breaker;
 mod cache;
+mod concurrency;
 mod fallback;
 mod instrument;
 mod rate_limit;
@@ -105,6 +107,7 @@ use crate::traits::ChatStream;
 
 pub use breaker::{BreakerConfig, BreakerState, CircuitBreaker, CircuitBreakerLayer};
 pub use cache::{CacheStats, CachedEmbedder, CachedEmbedderLayer, EmbedCacheConfig};
+pub use concurrency::{ConcurrencyLimit, ConcurrencyLimitLayer};
 pub use fallback::{Fallback, FallbackLayer};
 pub use instrument::{Instrumented, InstrumentedLayer};
 pub use rate_limit::{RateLimit, RateLimitConfig, RateLimitLayer, TokenCounter};

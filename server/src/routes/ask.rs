@@ -219,9 +219,13 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
             format!("question must be at most {MAX_QUESTION_CHARS} characters"),
         ));
     }
+    state.limits.check_ask(&p.name)?;
     let mut ask = Ask::new(req.question)
         .namespace(ns.clone())
         .mode(req.mode.unwrap_or(SearchMode::Hybrid));
+    if let Some(k) = state.config.ask.top_k {
+        ask = ask.top_k(k);
+    }
     if let Some(k) = req.top_k {
         if !(1..=100).contains(&k) {
             return Err(ApiError::invalid("top_k", "top_k must be 1 to 100"));
@@ -258,7 +262,10 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
             .sessions()
             .ok_or_else(|| ApiError::not_found("no such session"))?;
         match sessions.get(id).await {
-            Ok(s) if s.namespace == ns && p.may_access(&s.namespace) => ask = ask.session(id),
+            Ok(s) if s.namespace == ns && p.may_access(&s.namespace) => {
+                state.limits.check_session(id)?;
+                ask = ask.session(id);
+            }
             Ok(_) | Err(rag::Error::NotFound { .. }) => {
                 return Err(ApiError::not_found("no such session").with_field("session_id"));
             }

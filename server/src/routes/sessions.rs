@@ -81,7 +81,8 @@ fn store(state: &AppState) -> ApiResult<&std::sync::Arc<dyn SessionStore>> {
 
 /// Creates a session.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = CreateSession,
-    responses((status = 201, body = SessionOut), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = SessionOut), (status = 422, body = ErrorBody),
+        (status = 429, description = "too many live sessions in the namespace (`session_limit`) or requests", body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn create(
     State(state): State<AppState>,
@@ -99,6 +100,10 @@ pub async fn create(
             ));
         }
         new = new.with_metadata(m);
+    }
+    let cap = state.config.sessions.max_per_namespace;
+    if cap > 0 && store(&state)?.list(&new.namespace, cap).await?.len() >= cap {
+        return Err(ApiError::session_limit(cap));
     }
     let s = state.rag.create_session(new).await?;
     Ok((StatusCode::CREATED, Json(session_out(&s))))

@@ -914,8 +914,14 @@ async fn graceful_shutdown_and_invalid_config() {
 
     let mut c = test_config();
     c.store.kind = "qdrant".into();
+    c.store.url = Some("http://127.0.0.1:1".into());
+    // A store that cannot be reached stops start-up with an error naming it.
     let e = AppState::build(c).await.unwrap_err();
-    assert!(e.contains("not available in the server yet"), "{e}");
+    assert!(e.contains("qdrant") && e.contains("127.0.0.1:1"), "{e}");
+    let mut c = test_config();
+    c.store.kind = "milvus".into();
+    let e = AppState::build(c).await.unwrap_err();
+    assert!(e.contains("unknown store"), "{e}");
     let mut c = test_config();
     c.keys = vec![KeyConfig {
         name: "k".into(),

@@ -11,19 +11,24 @@ use rag::backup::{
 };
 use rag::lance::{LanceConfig, LanceVectorStore};
 use rag::memory::MemoryConfig;
-use rag::pgvector::{PgVectorConfig, PgVectorStore};
+use rag::pgvector::{PgSessionConfig, PgSessionStore, PgVectorConfig, PgVectorStore};
 use rag::{Embedder, HashEmbedder, MemoryVectorStore, Namespace, VectorStore};
 use rag_server::state::{LocalLoaded, load_local};
 
 pub(crate) const USAGE: &str = "usage: rag export --store lance|memory|pgvector (--data PATH | --url URL) \
-[--table-prefix P] [--namespace NS] [--embedder auto|local|bge|minilm|hash] --out FILE.jsonl.gz
+[--table-prefix P] [--namespace NS] [--embedder auto|local|bge|minilm|hash] \
+[--sessions-url URL [--sessions-prefix P]] --out FILE.jsonl.gz
        rag import --store lance|memory|pgvector (--data PATH | --url URL) [--table-prefix P] \
-[--namespace NS] [--embedder …] --in FILE.jsonl.gz [--replace | --resume]
+[--namespace NS] [--embedder …] [--sessions-url URL [--sessions-prefix P]] --in FILE.jsonl.gz \
+[--replace | --resume]
 
   --data PATH        LanceDB: the database directory; memory: the store's file (MemoryVectorStore::save)
   --url URL          pgvector: the PostgreSQL URL (or RAG_PG_URL)
   --embedder KIND    the embedder the store was filled with (default auto): an import of a file made
                      with another model or dimension is refused before anything is written
+  --sessions-url URL the server's PostgreSQL session store (sessions.url): export the namespace's
+                     sessions with their messages too, or import the file's sessions into it
+  --sessions-prefix P  its table prefix (sessions.table_prefix; default rag)
   --replace          delete the target namespace first (once the file is verified)
   --resume           finish an interrupted import: documents already stored unchanged are skipped";
 
@@ -37,6 +42,8 @@ pub(crate) struct BackupArgs {
     embedder: String,
     file: PathBuf,
     mode: ImportMode,
+    sessions_url: Option<String>,
+    sessions_prefix: Option<String>,
 }
 
 pub(crate) fn parse(
@@ -53,6 +60,8 @@ pub(crate) fn parse(
         embedder: "auto".into(),
         file: PathBuf::new(),
         mode: ImportMode::IntoEmpty,
+        sessions_url: None,
+        sessions_prefix: None,
     };
     let mut file = None;
     while let Some(flag) = it.next() {
@@ -66,6 +75,8 @@ pub(crate) fn parse(
                 a.namespace = Namespace::new(value()?).map_err(|e| format!("--namespace: {e}"))?;
             }
             "--embedder" => a.embedder = value()?,
+            "--sessions-url" => a.sessions_url = Some(value()?),
+            "--sessions-prefix" => a.sessions_prefix = Some(value()?),
             "--out" if !import => file = Some(PathBuf::from(value()?)),
             "--in" if import => file = Some(PathBuf::from(value()?)),
             "--replace" if import => a.mode = ImportMode::Replace,
@@ -153,10 +164,23 @@ pub(crate) async fn run(a: BackupArgs) -> Result<bool, Box<dyn std::error::Error
     let embedder: Arc<dyn Embedder> = embedder.unwrap_or_else(|| Arc::new(HashEmbedder::default()));
     let info = EmbedderInfo::of(embedder.as_ref());
     let (store, memory) = open_store(&a, info.dimensions).await?;
+    let sessions = match &a.sessions_url {
+        Some(url) => {
+            let mut config = PgSessionConfig::default();
+            if let Some(p) = &a.sessions_prefix {
+                config = config.with_table_prefix(p.clone());
+            }
+            Some(PgSessionStore::connect(url, config).await?)
+        }
+        None => None,
+    };
     let started = std::time::Instant::now();
     if a.import {
         let file = File::open(&a.file).map_err(|e| format!("{}: {e}", a.file.display()))?;
-        let options = ImportOptions::default().with_mode(a.mode);
+        let mut options = ImportOptions::default().with_mode(a.mode);
+        if let Some(s) = &sessions {
+            options = options.with_sessions(s);
+        }
         let r = import_namespace(
             store.as_ref(),
             &a.namespace,
@@ -169,9 +193,10 @@ pub(crate) async fn run(a: BackupArgs) -> Result<bool, Box<dyn std::error::Error
             memory.save(path)?;
         }
         println!(
-            "imported {} chunks of {} documents into namespace {} ({} documents already present) in {:.2?}",
+            "imported {} chunks of {} documents and {} sessions into namespace {} ({} documents already present) in {:.2?}",
             r.chunks_written,
             r.documents_written,
+            r.sessions_written,
             a.namespace,
             r.documents_skipped,
             started.elapsed()
@@ -183,13 +208,17 @@ pub(crate) async fn run(a: BackupArgs) -> Result<bool, Box<dyn std::error::Error
             &a.namespace,
             &info,
             BufWriter::new(file),
-            &ExportOptions::default(),
+            &match &sessions {
+                Some(s) => ExportOptions::default().with_sessions(s),
+                None => ExportOptions::default(),
+            },
         )
         .await?;
         println!(
-            "exported {} chunks of {} documents of namespace {} to {} ({} bytes, sha256 {}) in {:.2?}",
+            "exported {} chunks of {} documents and {} sessions of namespace {} to {} ({} bytes, sha256 {}) in {:.2?}",
             r.chunks,
             r.documents,
+            r.sessions,
             a.namespace,
             a.file.display(),
             r.bytes,

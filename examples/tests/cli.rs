@@ -304,3 +304,107 @@ fn export_from_lance_and_import_into_memory() {
     let usage = rag(&["export", "--store", "lance", "--out", out]);
     assert_eq!(usage.status.code(), Some(2), "--data is required for lance");
 }
+
+/// `rag export --sessions-url` takes the namespace's sessions from a
+/// PostgreSQL session store (the server's `sessions.url`) and `rag import
+/// --sessions-url` restores them into another, with their messages in order.
+#[test]
+fn export_and_import_carry_sessions_through_postgres() {
+    use rag::pgvector::{PgSessionConfig, PgSessionStore};
+    use rag::{Message, Namespace, NewSession, SessionStore};
+
+    let Some(url) = rag::testkit::service_url(
+        "RAG_TEST_PG_URL",
+        "export_and_import_carry_sessions_through_postgres",
+        "scripts/test starts PostgreSQL",
+    ) else {
+        return;
+    };
+    let unique = std::process::id();
+    let (from, to) = (format!("t_cli_from_{unique}"), format!("t_cli_to_{unique}"));
+    let ns = Namespace::new("docs").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let store =
+            PgSessionStore::connect(&url, PgSessionConfig::default().with_table_prefix(&from))
+                .await
+                .unwrap();
+        let s = store.create(NewSession::new(ns.clone())).await.unwrap();
+        store
+            .append(
+                s.id,
+                vec![
+                    Message::user("How often are keys rotated?"),
+                    Message::assistant("Every 90 days [1]."),
+                ],
+            )
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("docs.jsonl.gz");
+    let (file, a, b) = (
+        file.to_str().unwrap(),
+        dir.path().join("a.bin"),
+        dir.path().join("b.bin"),
+    );
+    let exported = rag(&[
+        "export",
+        "--store",
+        "memory",
+        "--data",
+        a.to_str().unwrap(),
+        "--namespace",
+        "docs",
+        "--embedder",
+        "hash",
+        "--sessions-url",
+        &url,
+        "--sessions-prefix",
+        &from,
+        "--out",
+        file,
+    ]);
+    let stdout = String::from_utf8_lossy(&exported.stdout);
+    assert!(
+        exported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exported.stderr)
+    );
+    assert!(stdout.contains("and 1 sessions"), "{stdout}");
+    let imported = rag(&[
+        "import",
+        "--store",
+        "memory",
+        "--data",
+        b.to_str().unwrap(),
+        "--namespace",
+        "docs",
+        "--embedder",
+        "hash",
+        "--sessions-url",
+        &url,
+        "--sessions-prefix",
+        &to,
+        "--in",
+        file,
+    ]);
+    let stdout = String::from_utf8_lossy(&imported.stdout);
+    assert!(
+        imported.status.success(),
+        "{}",
+        String::from_utf8_lossy(&imported.stderr)
+    );
+    assert!(stdout.contains("and 1 sessions"), "{stdout}");
+    rt.block_on(async {
+        let store =
+            PgSessionStore::connect(&url, PgSessionConfig::default().with_table_prefix(&to))
+                .await
+                .unwrap();
+        let list = store.list(&ns, 10).await.unwrap();
+        assert_eq!(list.len(), 1);
+        let h = store.history(list[0].id, 10).await.unwrap();
+        let texts: Vec<&str> = h.iter().map(|m| m.message.content.as_str()).collect();
+        assert_eq!(texts, ["How often are keys rotated?", "Every 90 days [1]."]);
+    });
+}

@@ -48,7 +48,9 @@
 //! # Ok(()) }
 //! ```
 
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::pin::Pin;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -56,6 +58,8 @@ use chrono::{DateTime, Utc};
 use flate2::Compression;
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -516,6 +520,10 @@ pub struct ImportOptions<'a> {
     /// default. Documents per upsert follow the store's
     /// `Capabilities::upsert_batch_documents`.
     pub batch_chunks: usize,
+    /// Upserts in flight at once; 4 by default (as ingestion's
+    /// `upsert_concurrency`). Each upsert is atomic, so an import that stops
+    /// leaves whole documents, and resume finishes it.
+    pub concurrency: usize,
 }
 
 impl Default for ImportOptions<'_> {
@@ -524,6 +532,7 @@ impl Default for ImportOptions<'_> {
             mode: ImportMode::IntoEmpty,
             sessions: None,
             batch_chunks: 512,
+            concurrency: 4,
         }
     }
 }
@@ -542,6 +551,11 @@ impl<'a> ImportOptions<'a> {
     /// Sets the chunks per upsert.
     pub fn with_batch_chunks(mut self, n: usize) -> Self {
         self.batch_chunks = n.max(1);
+        self
+    }
+    /// Sets the upserts in flight at once.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 }
@@ -883,6 +897,8 @@ pub async fn import_namespace<R: Read + Seek + Send>(
         documents_written: 0,
         chunks_written: 0,
         documents_skipped: 0,
+        in_flight: FuturesUnordered::new(),
+        concurrency: options.concurrency.max(1),
     };
     let per_call = caps.upsert_batch_documents.max(1);
     let mut batch: Vec<EmbeddedChunk> = Vec::new();
@@ -914,6 +930,7 @@ pub async fn import_namespace<R: Read + Seek + Send>(
             }
             Line::Session(s) => {
                 w.flush(&mut batch).await?;
+                w.drain().await?;
                 let (Some(sessions), false) = (options.sessions, skip_sessions) else {
                     continue;
                 };
@@ -942,6 +959,7 @@ pub async fn import_namespace<R: Read + Seek + Send>(
             }
             Line::End(_) => {
                 w.flush(&mut batch).await?;
+                w.drain().await?;
                 return Ok(ImportReport {
                     header: summary.header,
                     trailer: summary.trailer,
@@ -956,6 +974,9 @@ pub async fn import_namespace<R: Read + Seek + Send>(
     }
 }
 
+/// An upsert in flight: its documents, its chunks and its result.
+type Upsert<'a> = Pin<Box<dyn Future<Output = (u64, u64, Result<()>)> + Send + 'a>>;
+
 struct Writer<'a> {
     store: &'a dyn VectorStore,
     namespace: &'a Namespace,
@@ -964,6 +985,8 @@ struct Writer<'a> {
     documents_written: u64,
     chunks_written: u64,
     documents_skipped: u64,
+    in_flight: FuturesUnordered<Upsert<'a>>,
+    concurrency: usize,
 }
 
 impl Writer<'_> {
@@ -1014,14 +1037,51 @@ impl Writer<'_> {
             }
         }
         if !batch.is_empty() {
-            self.store
-                .upsert(self.namespace, batch)
-                .await
-                .map_err(|e| self.stopped(e, "chunks"))?;
-            self.chunks_written += batch.len() as u64;
-            self.documents_written += documents.len() as u64;
+            while self.in_flight.len() >= self.concurrency {
+                self.reap().await?;
+            }
+            let chunks = std::mem::take(batch);
+            let (store, namespace) = (self.store, self.namespace);
+            let documents = documents.len() as u64;
+            self.in_flight.push(Box::pin(async move {
+                let result = store.upsert(namespace, &chunks).await;
+                (documents, chunks.len() as u64, result)
+            }));
         }
         batch.clear();
+        Ok(())
+    }
+
+    /// Waits for one upsert in flight. An error stops the import once the
+    /// other upserts in flight have ended, so that its message counts
+    /// exactly what was written.
+    async fn reap(&mut self) -> Result<()> {
+        let Some((documents, chunks, result)) = self.in_flight.next().await else {
+            return Ok(());
+        };
+        match result {
+            Ok(()) => {
+                self.documents_written += documents;
+                self.chunks_written += chunks;
+                Ok(())
+            }
+            Err(e) => {
+                while let Some((documents, chunks, result)) = self.in_flight.next().await {
+                    if result.is_ok() {
+                        self.documents_written += documents;
+                        self.chunks_written += chunks;
+                    }
+                }
+                Err(self.stopped(e, "chunks"))
+            }
+        }
+    }
+
+    /// Waits for every upsert in flight.
+    async fn drain(&mut self) -> Result<()> {
+        while !self.in_flight.is_empty() {
+            self.reap().await?;
+        }
         Ok(())
     }
 }

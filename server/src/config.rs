@@ -48,6 +48,8 @@ pub struct ServerConfig {
     pub layers: LayersConfig,
     /// Server-side request limits.
     pub rate_limit: RateLimitSettings,
+    /// Backup and restore over HTTP (`/v1/admin/export`, `/v1/admin/import`).
+    pub admin: AdminSettings,
     /// API keys; none means the server is open (a warning is logged).
     pub keys: Vec<KeyConfig>,
 }
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             reranker: RerankerConfig::default(),
             layers: LayersConfig::default(),
             rate_limit: RateLimitSettings::default(),
+            admin: AdminSettings::default(),
             keys: Vec::new(),
         }
     }
@@ -346,6 +349,28 @@ impl Default for LayersConfig {
     }
 }
 
+/// Backup and restore over HTTP. These routes are outside `body_limit_bytes`
+/// and `request_timeout_secs`: a backup file is large and a restore into an
+/// indexed store takes minutes.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Largest backup file `/v1/admin/import` accepts, in bytes (1 GiB by
+    /// default: about 600,000 chunks of 384 dimensions); larger gets `413`.
+    pub max_import_bytes: u64,
+    /// Deadline of an export or an import, in seconds (one hour by default).
+    pub timeout_secs: u64,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        Self {
+            max_import_bytes: 1024 * 1024 * 1024,
+            timeout_secs: 3600,
+        }
+    }
+}
+
 /// Server-side rate limits, per key and per client IP.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -598,6 +623,9 @@ impl ServerConfig {
         }
         if !matches!(self.log_format.as_str(), "json" | "pretty") {
             return Err(format!("log_format: {:?} (json, pretty)", self.log_format));
+        }
+        if self.admin.max_import_bytes == 0 || self.admin.timeout_secs == 0 {
+            return Err("admin.max_import_bytes and admin.timeout_secs must be positive".into());
         }
         if self.body_limit_bytes == 0 || self.request_timeout_secs == 0 {
             return Err("body_limit_bytes and request_timeout_secs must be positive".into());

@@ -1602,14 +1602,39 @@ async fn deployment_lance_groq_falls_back_and_limits_a_session() {
         .unwrap();
     assert_eq!(a["citations"][0]["source"], "ops/keys.md", "{a}");
     assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
-    // Nine more questions fit the file's 10 a minute; the eleventh is 429.
-    for i in 1..10 {
-        let r = s.post("/v1/ask", None, &ask).send().await.unwrap();
-        assert_eq!(r.status(), StatusCode::OK, "question {i}");
-    }
-    let r = s.post("/v1/ask", None, &ask).send().await.unwrap();
-    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
-    assert!(r.headers().contains_key("retry-after"));
+    // The file's 10 questions a minute per session: eleven sent at once
+    // into a new session (at once, as the bucket refills one every 6 s
+    // and a question to the stand-in takes seconds) are ten streams and
+    // one 429.
+    let burst: Value = s
+        .post("/v1/sessions", None, &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let statuses = same_question_at_once(
+        &s,
+        None,
+        &json!({"question": "How often should API keys be rotated?", "session_id": burst["id"]}),
+        11,
+    )
+    .await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|(st, _)| *st == StatusCode::OK)
+            .count(),
+        10,
+        "{statuses:?}"
+    );
+    let limited: Vec<_> = statuses
+        .iter()
+        .filter(|(st, _)| *st == StatusCode::TOO_MANY_REQUESTS)
+        .collect();
+    assert_eq!(limited.len(), 1, "{statuses:?}");
+    assert!(limited[0].1, "429 carries Retry-After");
     let h: Value = s
         .get(
             &format!("/v1/sessions/{}", sess["id"].as_str().unwrap()),
@@ -1622,4 +1647,565 @@ async fn deployment_lance_groq_falls_back_and_limits_a_session() {
         .await
         .unwrap();
     assert!(h["messages"].as_array().unwrap().len() >= 2, "{h}");
+}
+
+#[tokio::test]
+async fn admin_export_and_import_move_a_namespace_between_servers() {
+    let a = Server::start(secured()).await;
+    a.post("/v1/documents?namespace=acme", Some(ADMIN), &docs())
+        .send()
+        .await
+        .unwrap();
+    let ingest = json!({"namespace": "acme", "documents": docs()["documents"]});
+    assert_eq!(
+        a.post("/v1/documents", Some(ADMIN), &ingest)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let sess: Value = a
+        .post("/v1/sessions", Some(ACME_READ), &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ask =
+        json!({"question": "How often should API keys be rotated?", "session_id": sess["id"]});
+    let before: Value = a
+        .post("/v1/ask", Some(ACME_READ), &ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+
+    // Only the admin scope exports.
+    let r = a
+        .get("/v1/admin/export?namespace=acme", Some(ACME_INGEST))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = a
+        .get("/v1/admin/export?namespace=acme&sessions=true", Some(ADMIN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["content-type"], "application/gzip");
+    let sha = r.headers()["x-rag-sha256"].to_str().unwrap().to_owned();
+    let file = r.bytes().await.unwrap().to_vec();
+
+    // A file larger than max_import_bytes fits the JSON body limit nowhere;
+    // the import route has its own limit.
+    let mut small = secured();
+    small.body_limit_bytes = 64;
+    small.admin.max_import_bytes = file.len() as u64;
+    let b = Server::start(small).await;
+    let import = |s: &Server, query: &str, body: Vec<u8>, key: &str| {
+        s.client
+            .post(s.url(&format!("/v1/admin/import{query}")))
+            .header("content-type", "application/gzip")
+            .header("x-api-key", key)
+            .body(body)
+    };
+    // A truncated file is refused and nothing is written.
+    let r = import(
+        &b,
+        "?namespace=acme",
+        file[..file.len() / 2].to_vec(),
+        ADMIN,
+    )
+    .send()
+    .await
+    .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_backup");
+    let listed: Value = b
+        .get("/v1/documents?namespace=acme", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["documents"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+    // One byte over the limit is 413.
+    let mut long = file.clone();
+    long.push(0);
+    let (status, body) = error_of(
+        import(&b, "?namespace=acme", long, ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+
+    let r = import(&b, "?namespace=acme&sessions=true", file.clone(), ADMIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let report: Value = r.json().await.unwrap();
+    assert_eq!(report["documents_written"], 2, "{report}");
+    assert_eq!(report["sessions_written"], 1, "{report}");
+    assert_eq!(report["sha256"], sha.as_str());
+    let after: Value = b
+        .post(
+            "/v1/ask",
+            Some(ACME_READ),
+            &json!({"question": ask["question"]}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(after["answer"], before["answer"], "{after}");
+    assert_eq!(after["citations"], before["citations"], "{after}");
+
+    // Into a namespace that holds data: 409 unless replace or resume.
+    let (status, body) = error_of(
+        import(&b, "?namespace=acme", file.clone(), ADMIN)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "namespace_not_empty");
+    let r: Value = import(&b, "?namespace=acme&mode=resume", file.clone(), ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r["documents_written"].as_u64(),
+            r["documents_skipped"].as_u64()
+        ),
+        (Some(0), Some(2)),
+        "{r}"
+    );
+    // A key bound to a tenant cannot import into another.
+    let (status, _) = error_of(
+        import(&b, "?namespace=globex", file, ACME_INGEST)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn admin_import_refuses_a_file_of_another_embedder_before_writing() {
+    let a = Server::start(secured()).await;
+    a.post("/v1/documents", Some(ADMIN), &docs())
+        .send()
+        .await
+        .unwrap();
+    let file = a
+        .get("/v1/admin/export", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    // The same server with a 128-dimension embedder and store.
+    let mut state = AppState::build(secured()).await.unwrap();
+    state.rag = rag::Rag::builder()
+        .embedder(rag::HashEmbedder::new(128))
+        .store(rag::MemoryVectorStore::default())
+        .build()
+        .unwrap();
+    let b = Server::with_state(state).await;
+    let r = b
+        .client
+        .post(b.url("/v1/admin/import"))
+        .header("x-api-key", ADMIN)
+        .header("content-type", "application/gzip")
+        .body(file)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("embedder")
+            || body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("dimension"),
+        "{body}"
+    );
+    let listed: Value = b
+        .get("/v1/documents", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        listed["documents"].as_array().unwrap().is_empty(),
+        "{listed}"
+    );
+}
+
+/// Sends `n` copies of one question at once to `/v1/ask/stream`; each
+/// answer's status and whether it carries `Retry-After`. The streams are
+/// dropped once their status is in (which stops their generation), so a
+/// burst costs no model time and no refill happens meanwhile.
+async fn same_question_at_once(
+    s: &Server,
+    key: Option<&str>,
+    ask: &Value,
+    n: usize,
+) -> Vec<(StatusCode, bool)> {
+    let sent = (0..n).map(|_| s.post("/v1/ask/stream", key, ask).send());
+    futures::future::join_all(sent)
+        .await
+        .into_iter()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.status(), r.headers().contains_key("retry-after"))
+        })
+        .collect()
+}
+
+/// A deployment file of `server/deployments`, bound to a free port.
+fn deployment(name: &str) -> ServerConfig {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deployments")
+        .join(name);
+    let mut c: ServerConfig = toml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    c.bind = "127.0.0.1:0".into();
+    c
+}
+
+/// What every deployment must do: ingest, answer a question from the right
+/// file with citations of what it retrieved, and answer a follow-up in the
+/// same session with the first exchange in its history.
+async fn ingest_ask_follow_up(s: &Server, reader: Option<&str>, ingester: Option<&str>) {
+    let r = s
+        .post("/v1/documents", ingester, &docs())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let sess: Value = s
+        .post("/v1/sessions", reader, &json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ask = |q: &str| json!({"question": q, "session_id": sess["id"]});
+    let r = s
+        .post(
+            "/v1/ask",
+            reader,
+            &ask("How often should API keys be rotated?"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let a: Value = r.json().await.unwrap();
+    assert_eq!(a["sources"][0]["source"], "ops/keys.md", "{a}");
+    let cited: Vec<&str> = a["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["source"].as_str().unwrap())
+        .collect();
+    assert!(cited.contains(&"ops/keys.md"), "{a}");
+    let r = s
+        .post(
+            "/v1/ask",
+            reader,
+            &ask("And how long do the old ones stay valid?"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let follow: Value = r.json().await.unwrap();
+    assert_eq!(follow["sources"][0]["source"], "ops/keys.md", "{follow}");
+    let h: Value = s
+        .get(
+            &format!("/v1/sessions/{}", sess["id"].as_str().unwrap()),
+            reader,
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let messages = h["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 4, "{h}");
+    assert_eq!(
+        messages[2]["content"],
+        "And how long do the old ones stay valid?"
+    );
+}
+
+/// `deployments/pgvector-openai.toml`: vectors and sessions in PostgreSQL,
+/// OpenAI embeddings and chat (llama-server standing in for both), the
+/// CORS allow-list.
+#[tokio::test]
+async fn deployment_pgvector_openai_runs_end_to_end() {
+    let name = "deployment_pgvector_openai_runs_end_to_end";
+    let Some(pg) =
+        rag::testkit::service_url("RAG_TEST_PG_URL", name, "scripts/test starts PostgreSQL")
+    else {
+        return;
+    };
+    let Some(chat) = rag::testkit::service_url(
+        "RAG_TEST_OPENAI_URL",
+        name,
+        "scripts/test starts llama-server",
+    ) else {
+        return;
+    };
+    let Some(embed) = rag::testkit::service_url(
+        "RAG_TEST_EMBED_URL",
+        name,
+        "scripts/test starts llama-server start-embeddings",
+    ) else {
+        return;
+    };
+    let mut c = deployment("pgvector-openai.toml");
+    let prefix = format!("t_dep_{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    c.store.url = Some(pg);
+    c.store.table_prefix = Some(prefix.clone());
+    c.sessions.table_prefix = Some(prefix);
+    c.embedder.base_url = Some(embed);
+    c.embedder.model = std::env::var("RAG_TEST_EMBED_MODEL").ok();
+    c.embedder.dimensions = std::env::var("RAG_TEST_EMBED_DIMENSIONS")
+        .ok()
+        .map(|d| d.parse().unwrap());
+    c.llm.base_url = Some(chat);
+    c.llm.model = std::env::var("RAG_TEST_OPENAI_MODEL").ok();
+    // The stand-in is a 135M-parameter model: its replies are checked and
+    // cited by the grounded answerer.
+    c.llm.grounded = true;
+    let state =
+        AppState::build_with_env(c, |k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_owned()))
+            .await
+            .unwrap();
+    assert_eq!(state.config.ask.top_k, Some(5));
+    assert_eq!(state.rag.config().history_window, 10);
+    let s = Server::with_state(state).await;
+    ingest_ask_follow_up(&s, None, None).await;
+    // The allow-listed origin gets CORS headers, another does not.
+    for (origin, allowed) in [
+        ("https://app.example.com", true),
+        ("https://evil.example", false),
+    ] {
+        let r = s
+            .client
+            .request(reqwest::Method::OPTIONS, s.url("/v1/ask"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.headers().get("access-control-allow-origin").is_some(),
+            allowed,
+            "{origin}"
+        );
+    }
+}
+
+/// `deployments/qdrant-postgres-openai.toml`: Qdrant vectors, PostgreSQL
+/// sessions, OpenAI (llama-server standing in), read and ingest keys, ten
+/// questions a minute per key. Runs where scripts/test has started Qdrant
+/// (a `qdrant` binary); otherwise scripts/test reports it NOT RUN by name.
+#[tokio::test]
+async fn deployment_qdrant_postgres_openai_runs_end_to_end() {
+    let name = "deployment_qdrant_postgres_openai_runs_end_to_end";
+    let Some(qdrant) = rag::testkit::service_url(
+        "RAG_TEST_QDRANT_URL",
+        name,
+        "scripts/test starts Qdrant when a qdrant binary exists",
+    ) else {
+        return;
+    };
+    let Some(pg) =
+        rag::testkit::service_url("RAG_TEST_PG_URL", name, "scripts/test starts PostgreSQL")
+    else {
+        return;
+    };
+    let Some(chat) = rag::testkit::service_url(
+        "RAG_TEST_OPENAI_URL",
+        name,
+        "scripts/test starts llama-server",
+    ) else {
+        return;
+    };
+    let Some(embed) = rag::testkit::service_url(
+        "RAG_TEST_EMBED_URL",
+        name,
+        "scripts/test starts llama-server start-embeddings",
+    ) else {
+        return;
+    };
+    let mut c = deployment("qdrant-postgres-openai.toml");
+    let unique = &uuid::Uuid::new_v4().simple().to_string()[..10];
+    c.store.url = Some(qdrant);
+    c.store.collection = Some(format!("t_dep_{unique}"));
+    c.sessions.url = Some(pg);
+    c.sessions.table_prefix = Some(format!("t_dep_{unique}"));
+    c.embedder.base_url = Some(embed);
+    c.embedder.model = std::env::var("RAG_TEST_EMBED_MODEL").ok();
+    c.embedder.dimensions = std::env::var("RAG_TEST_EMBED_DIMENSIONS")
+        .ok()
+        .map(|d| d.parse().unwrap());
+    c.llm.base_url = Some(chat);
+    c.llm.model = std::env::var("RAG_TEST_OPENAI_MODEL").ok();
+    c.llm.grounded = true;
+    let state =
+        AppState::build_with_env(c, |k| (k == "OPENAI_API_KEY").then(|| "sk-test".to_owned()))
+            .await
+            .unwrap();
+    let s = Server::with_state(state).await;
+    // The file's example keys: the read key may not ingest.
+    let (read, ingest) = ("example-chat-app-key", "example-ingest-job-key");
+    let r = s
+        .post("/v1/documents", Some(read), &docs())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    ingest_ask_follow_up(&s, Some(read), Some(ingest)).await;
+    // Ten questions a minute per key: eleven at once from the ingest key
+    // (which has asked nothing yet) are ten answers and one 429; the read
+    // key's questions are counted apart.
+    let ask = json!({"question": "How often should API keys be rotated?"});
+    let statuses = same_question_at_once(&s, Some(ingest), &ask, 11).await;
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|(st, _)| *st == StatusCode::OK)
+            .count(),
+        10,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|(st, retry)| *st == StatusCode::TOO_MANY_REQUESTS && *retry)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+}
+
+/// `deployments/lance-groq-uploads.toml`: LanceDB, Groq (llama-server
+/// standing in), uploads of Markdown and text up to 512 KiB, caches, 60
+/// requests a minute.
+#[tokio::test]
+async fn deployment_lance_groq_uploads_runs_end_to_end() {
+    let name = "deployment_lance_groq_uploads_runs_end_to_end";
+    let Some(chat) = rag::testkit::service_url(
+        "RAG_TEST_OPENAI_URL",
+        name,
+        "scripts/test starts llama-server",
+    ) else {
+        return;
+    };
+    let mut c = deployment("lance-groq-uploads.toml");
+    let dir = tempfile::tempdir().unwrap();
+    c.store.path = Some(dir.path().join("lance"));
+    c.llm.base_url = Some(chat);
+    c.llm.model = std::env::var("RAG_TEST_OPENAI_MODEL").ok();
+    c.llm.grounded = true;
+    let state =
+        AppState::build_with_env(c, |k| (k == "GROQ_API_KEY").then(|| "gsk-test".to_owned()))
+            .await
+            .unwrap();
+    let rag = state.rag.clone();
+    let s = Server::with_state(state).await;
+    let upload = |name: &str, bytes: Vec<u8>| {
+        let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+        s.client
+            .post(s.url("/v1/documents/upload"))
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+    };
+    let r = upload("notes.pdf", b"%PDF-1.7".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = upload("big.md", vec![b'a'; 512 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let r = upload(
+        "ops/backups.md",
+        b"# Backups\n\nBackups are kept for thirty days and tested every week.".to_vec(),
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    ingest_ask_follow_up(&s, None, None).await;
+    // The answer cache: the same question outside a session is answered
+    // once by the model.
+    let ask = json!({"question": "How long are backups kept?"});
+    let first: Value = s
+        .post("/v1/ask", None, &ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["sources"][0]["source"], "ops/backups.md", "{first}");
+    let again: Value = s
+        .post("/v1/ask", None, &ask)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["answer"], first["answer"]);
+    let stats = rag
+        .answer_cache_stats()
+        .expect("the file turns the answer cache on");
+    assert!(stats.hits >= 1, "answer cache: {stats:?}");
+    // 60 requests a minute per client: a few asks and uploads went already.
+    let mut limited = false;
+    for _ in 0..80 {
+        let r = s.get("/v1/documents", None).send().await.unwrap();
+        if r.status() == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "60 requests a minute");
 }

@@ -31,6 +31,7 @@
 mod answer;
 mod answer_cache;
 mod ask;
+mod backup;
 mod citations;
 pub(crate) mod extractive;
 pub(crate) mod grounded;

@@ -1,5 +1,6 @@
 //! The router and the handlers, one module per resource.
 
+pub mod admin;
 pub mod ask;
 pub mod documents;
 pub mod feedback;
@@ -159,6 +160,22 @@ pub fn app(state: AppState) -> Router {
             crate::auth::authenticate,
         ));
 
+    // Backup and restore: outside the JSON body limit and the request
+    // deadline, with their own (`[admin]`).
+    let admin = Router::new()
+        .route("/v1/admin/export", get(admin::export))
+        .route("/v1/admin/import", post(admin::import))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ))
+        .with_state(state.clone())
+        .layer(middleware::from_fn(record_metrics))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(cfg.admin.timeout_secs),
+        ));
+
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = Router::new()
         .nest("/v1", v1)
@@ -174,7 +191,8 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
-        ));
+        ))
+        .merge(admin);
     if !cfg.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = cfg
             .cors_origins

@@ -142,6 +142,7 @@ impl Modify for Security {
         super::sessions::create, super::sessions::history, super::sessions::delete,
         super::feedback::submit,
         crate::openai_compat::chat_completions, crate::openai_compat::models,
+        super::admin::export, super::admin::import,
     ),
     components(schemas(crate::error::ErrorBody, super::ask::DeltaOut)),
     modifiers(&Security)

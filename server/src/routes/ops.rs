@@ -148,9 +148,11 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI 3 document of this server.
+/// The OpenAPI 3 document of this server: [`ApiDoc`] completed by
+/// [`crate::schema::document`].
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
 pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+    static DOC: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOC.get_or_init(crate::schema::document).clone())
 }

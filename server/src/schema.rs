@@ -713,8 +713,64 @@ fn patch_links(doc: &mut Value) {
     );
 }
 
-/// The OpenAPI document served at `/openapi.json`.
-pub fn document() -> Value {
+/// An example request body for the examples phase of a client's tests (and
+/// for readers).
+fn patch_examples(doc: &mut Value) {
+    let question = "How often are API keys rotated?";
+    for (path, example) in [
+        (
+            "/v1/documents",
+            json!({"documents": [{"source": "ops/keys.md",
+                "text": "Rotate API keys every 90 days. Old keys stay valid for one day.",
+                "metadata": {"team": "ops"}}]}),
+        ),
+        (
+            "/v1/ask",
+            json!({"question": question, "top_k": 8, "mode": "hybrid",
+                "filter": {"eq": {"field": {"metadata": "team"}, "value": "ops"}}}),
+        ),
+        ("/v1/ask/stream", json!({"question": question})),
+        ("/v1/sessions", json!({"metadata": {"title": "keys"}})),
+        (
+            "/v1/feedback",
+            json!({"answer_id": "6f1c2a50-6a43-4a55-9a43-0d4b0f3a2b11", "rating": 1,
+                "comment": "cited the right page"}),
+        ),
+        (
+            "/v1/chat/completions",
+            json!({"model": "rag", "messages": [{"role": "user", "content": question}]}),
+        ),
+    ] {
+        merge(
+            doc,
+            &format!("{}/requestBody/content/application~1json", op(path, "post")),
+            json!({"example": example}),
+        );
+    }
+}
+
+/// Without keys the server is open: no operation needs a key, and none
+/// answers `401` or `403` (the anonymous caller may do everything).
+fn patch_open(doc: &mut Value) {
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for item in paths.values_mut().filter_map(Value::as_object_mut) {
+            for operation in item.values_mut().filter_map(Value::as_object_mut) {
+                operation.remove("security");
+                if let Some(r) = operation
+                    .get_mut("responses")
+                    .and_then(Value::as_object_mut)
+                {
+                    r.remove("401");
+                    r.remove("403");
+                }
+            }
+        }
+    }
+}
+
+/// The OpenAPI document served at `/openapi.json`; `keys` is whether the
+/// server has API keys (without, it is open and the document says so).
+pub fn document(keys: bool) -> Value {
     use utoipa::OpenApi;
     let mut doc =
         serde_json::to_value(crate::routes::ops::ApiDoc::openapi()).expect("serializable");
@@ -723,6 +779,10 @@ pub fn document() -> Value {
     patch_errors(&mut doc);
     patch_streams(&mut doc);
     patch_links(&mut doc);
+    patch_examples(&mut doc);
+    if !keys {
+        patch_open(&mut doc);
+    }
     doc
 }
 
@@ -753,7 +813,7 @@ mod tests {
 
     #[test]
     fn the_document_is_patched() {
-        let doc = document();
+        let doc = document(true);
         assert_eq!(
             doc["components"]["schemas"]["Filter"]["oneOf"]
                 .as_array()

@@ -687,13 +687,13 @@ fn patch_links(doc: &mut Value) {
     let doc_links = json!({
         "GetDocument": {
             "operationId": "get_document",
-            "description": "The first document added.",
-            "parameters": {"path.id": "$response.body#/added/0", "query.namespace": "$response.body#/namespace"}
+            "description": "The first document of the request.",
+            "parameters": {"path.id": "$response.body#/documents/0", "query.namespace": "$response.body#/namespace"}
         },
         "DeleteDocument": {
             "operationId": "delete_document",
-            "description": "Deletes the first document added.",
-            "parameters": {"path.id": "$response.body#/added/0", "query.namespace": "$response.body#/namespace"}
+            "description": "Deletes the first document of the request.",
+            "parameters": {"path.id": "$response.body#/documents/0", "query.namespace": "$response.body#/namespace"}
         }
     });
     for path in ["/v1/documents", "/v1/documents/upload"] {

@@ -867,6 +867,23 @@ async fn contract_details_sessions_queries_and_statuses() {
         .await
         .unwrap();
     assert_eq!(history["session"]["metadata"], json!({}), "{history}");
+    // An ingest lists every document of the request that is stored, added
+    // or unchanged (what the document's links follow).
+    for _ in 0..2 {
+        let rep: Value = s
+            .post("/v1/documents", Some(ADMIN), &docs())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            rep["documents"],
+            json!(["ops/keys.md", "dev/build.md"]),
+            "{rep}"
+        );
+    }
     // Malformed path and query parameters: 422 with the JSON body.
     for path in [
         "/v1/sessions/not-a-uuid",

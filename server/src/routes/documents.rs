@@ -53,6 +53,10 @@ pub struct IngestRequest {
 pub struct IngestResponse {
     /// The namespace written.
     pub namespace: String,
+    /// Every document of the request that is stored now (added, replaced
+    /// or unchanged), in the request's order: what the links to get and
+    /// delete a document follow.
+    pub documents: Vec<String>,
     /// New documents.
     pub added: Vec<String>,
     /// Changed documents whose chunks were replaced.
@@ -78,10 +82,17 @@ pub struct IngestFailureOut {
     pub error: String,
 }
 
-fn report_out(ns: &Namespace, r: IngestReport) -> IngestResponse {
+fn report_out(ns: &Namespace, requested: Vec<String>, r: IngestReport) -> IngestResponse {
     let ids = |v: Vec<DocumentId>| v.into_iter().map(|d| d.as_str().to_owned()).collect();
+    let failed: std::collections::HashSet<&str> =
+        r.failed.iter().map(|f| f.document_id.as_str()).collect();
+    let documents = requested
+        .into_iter()
+        .filter(|id| !failed.contains(id.as_str()))
+        .collect();
     IngestResponse {
         namespace: ns.as_str().to_owned(),
+        documents,
         added: ids(r.added),
         replaced: ids(r.replaced),
         unchanged: ids(r.unchanged),
@@ -150,6 +161,13 @@ fn to_document(i: usize, d: DocumentIn) -> ApiResult<Document> {
 }
 
 async fn ingest_docs(state: &AppState, ns: &Namespace, docs: Vec<Document>) -> IngestResponse {
+    let mut requested: Vec<String> = Vec::with_capacity(docs.len());
+    for d in &docs {
+        let id = d.id().as_str();
+        if !requested.iter().any(|r| r == id) {
+            requested.push(id.to_owned());
+        }
+    }
     let report = state
         .rag
         .ingest_stream(
@@ -159,7 +177,7 @@ async fn ingest_docs(state: &AppState, ns: &Namespace, docs: Vec<Document>) -> I
         .await;
     metrics::counter!("rag_server_documents_ingested_total")
         .increment((report.added.len() + report.replaced.len()) as u64);
-    report_out(ns, report)
+    report_out(ns, requested, report)
 }
 
 /// Ingests documents given as JSON text with metadata.

@@ -194,46 +194,6 @@ struct Baseline {
     #[serde(default)]
     groundedness: Option<f64>,
     tolerance: f64,
-    /// The CPU class the values above were measured on (see [`cpu_class`]).
-    #[serde(default)]
-    cpu: Option<String>,
-    /// Values measured on other CPU classes: the local models' numeric
-    /// kernels are chosen by CPU (llama.cpp is built for the machine,
-    /// ONNX Runtime picks its int8 kernels at run time), and greedy answers
-    /// follow the last bit of a logit. A run on a listed class is gated on
-    /// that class's values.
-    #[serde(default)]
-    cpus: std::collections::BTreeMap<String, Measures>,
-}
-
-/// The measures recorded for one CPU class.
-#[derive(Clone, Copy, Default, Deserialize)]
-struct Measures {
-    #[serde(default)]
-    contained: Option<f64>,
-    #[serde(default)]
-    f1: Option<f64>,
-    #[serde(default)]
-    gold_cited: Option<f64>,
-    #[serde(default)]
-    facts: Option<f64>,
-    #[serde(default)]
-    groundedness: Option<f64>,
-}
-
-/// The machine's CPU class as far as the local models' kernels go:
-/// `x86_64-avx512`, `x86_64-avx2`, `x86_64`, or the architecture.
-pub(crate) fn cpu_class() -> String {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return "x86_64-avx512".into();
-        }
-        if std::arch::is_x86_feature_detected!("avx2") {
-            return "x86_64-avx2".into();
-        }
-    }
-    std::env::consts::ARCH.to_owned()
 }
 
 fn one() -> u64 {
@@ -303,33 +263,13 @@ fn check_baseline(
             )
         })?;
     let m: &AnswerMetrics = &report.metrics;
-    let class = cpu_class();
-    let (want, on) = match b.cpus.get(&class) {
-        Some(v) => (*v, format!(", recorded on {class}")),
-        None => (
-            Measures {
-                contained: b.contained,
-                f1: b.f1,
-                gold_cited: b.gold_cited,
-                facts: b.facts,
-                groundedness: b.groundedness,
-            },
-            match &b.cpu {
-                Some(c) if *c != class => {
-                    format!(", recorded on {c}; none recorded for this machine's {class}")
-                }
-                Some(c) => format!(", recorded on {c}"),
-                None => String::new(),
-            },
-        ),
-    };
     let mut ok = true;
     let checks = [
-        ("contained", want.contained, m.contained),
-        ("f1", want.f1, m.f1),
-        ("gold_cited", want.gold_cited, m.gold_cited),
-        ("facts", want.facts, m.facts.unwrap_or(0.0)),
-        ("groundedness", want.groundedness, m.groundedness),
+        ("contained", b.contained, m.contained),
+        ("f1", b.f1, m.f1),
+        ("gold_cited", b.gold_cited, m.gold_cited),
+        ("facts", b.facts, m.facts.unwrap_or(0.0)),
+        ("groundedness", b.groundedness, m.groundedness),
     ];
     for (name, want, got) in checks {
         let Some(want) = want else { continue };
@@ -337,7 +277,7 @@ fn check_baseline(
         let pass = got >= floor;
         ok &= pass;
         println!(
-            "baseline {} ({}{on}): {name} {got:.4} vs recorded {want:.4}, floor {floor:.4}: {}",
+            "baseline {} ({}): {name} {got:.4} vs recorded {want:.4}, floor {floor:.4}: {}",
             path.display(),
             b.pipeline,
             if pass { "ok" } else { "BELOW" }

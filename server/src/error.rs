@@ -22,6 +22,9 @@ pub struct ApiError {
     pub field: Option<String>,
     /// Seconds to wait before retrying, for `429` and `503`.
     pub retry_after: Option<Duration>,
+    /// Also write OpenAI's `type` and `param` (for `/v1/chat/completions`,
+    /// whose clients read them).
+    pub openai: bool,
 }
 
 /// The body of an error response.
@@ -41,6 +44,28 @@ pub struct ErrorDetail {
     /// The request field at fault, for `422`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
+    /// OpenAI's error type (`invalid_request_error`, `rate_limit_error`,
+    /// `server_error`…), on `/v1/chat/completions` only.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// OpenAI's name for `field` (`null` when no field is at fault), on
+    /// `/v1/chat/completions` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub param: Option<Option<String>>,
+}
+
+impl ErrorDetail {
+    /// The detail of an error (without OpenAI's fields).
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            code: code.into(),
+            message: message.into(),
+            field: None,
+            kind: None,
+            param: None,
+        }
+    }
 }
 
 impl ApiError {
@@ -52,7 +77,26 @@ impl ApiError {
             message: message.into(),
             field: None,
             retry_after: None,
+            openai: false,
         }
+    }
+
+    /// `404` `model_not_found`, as OpenAI answers an unknown model.
+    pub fn model_not_found(model: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("The model `{model}` does not exist; GET /v1/models lists the models served"),
+        )
+        .with_field("model")
+        .openai()
+    }
+
+    /// Writes OpenAI's `type` and `param` too.
+    #[must_use]
+    pub fn openai(mut self) -> Self {
+        self.openai = true;
+        self
     }
 
     /// `422 Unprocessable Entity` naming the field at fault.
@@ -136,11 +180,25 @@ impl From<rag::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let (kind, param) = if self.openai {
+            let kind = match self.status.as_u16() {
+                401 => "authentication_error",
+                403 => "permission_error",
+                429 => "rate_limit_error",
+                500.. => "server_error",
+                _ => "invalid_request_error",
+            };
+            (Some(kind.to_owned()), Some(self.field.clone()))
+        } else {
+            (None, None)
+        };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code.to_owned(),
                 message: self.message,
                 field: self.field,
+                kind,
+                param,
             },
         };
         let mut resp = (self.status, Json(body)).into_response();

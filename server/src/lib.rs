@@ -10,6 +10,7 @@ pub mod error;
 pub mod llama;
 pub mod openai_compat;
 pub mod routes;
+pub mod schema;
 pub mod state;
 
 use std::future::Future;

@@ -33,38 +33,63 @@ pub struct ChatMessageIn {
     /// The text, or `[{"type": "text", "text": …}]`.
     #[schema(value_type = Object)]
     #[serde(default)]
-    pub content: serde_json::Value,
+    pub content: Option<Content>,
+}
+
+/// A message's content: a string or OpenAI's array of parts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// Parts; those with a `text` are joined, others (images…) ignored.
+    Parts(#[serde(deserialize_with = "crate::schema::objects")] Vec<ContentPart>),
+}
+
+/// One part of a message's content.
+#[derive(Debug, Deserialize)]
+pub struct ContentPart {
+    /// `text`, `image_url`…
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The text of a text part.
+    #[serde(default)]
+    pub text: Option<String>,
 }
 
 /// The subset of OpenAI's chat request the server uses; other fields are
 /// accepted and ignored.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ChatCompletionRequest {
-    /// Any model name; answered as `rag`.
+    /// A model `/v1/models` lists; `rag` when absent.
     #[serde(default)]
     pub model: Option<String>,
     /// The conversation; the last user message is the question.
+    #[serde(deserialize_with = "crate::schema::objects")]
     pub messages: Vec<ChatMessageIn>,
     /// Stream the answer as `chat.completion.chunk` events.
     #[serde(default)]
     pub stream: Option<bool>,
-    /// Sampling temperature.
+    /// Sampling temperature, 0 to 2.
     #[serde(default)]
-    pub temperature: Option<f32>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f64>,
     /// Most tokens of the answer, 1 to 4096.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 4096)]
+    #[serde(deserialize_with = "crate::schema::int_opt")]
     pub max_tokens: Option<u32>,
 }
 
-fn text_of(content: &serde_json::Value) -> String {
+fn text_of(content: Option<&Content>) -> String {
     match content {
-        serde_json::Value::String(s) => s.clone(),
-        serde_json::Value::Array(parts) => parts
+        Some(Content::Text(s)) => s.clone(),
+        Some(Content::Parts(parts)) => parts
             .iter()
-            .filter_map(|p| p.get("text").and_then(|t| t.as_str()))
+            .filter_map(|p| p.text.as_deref())
             .collect::<Vec<_>>()
             .join("\n"),
-        _ => String::new(),
+        None => String::new(),
     }
 }
 
@@ -84,27 +109,50 @@ fn finish(r: rag::FinishReason) -> &'static str {
     }
 }
 
-/// Answers the last user message over the knowledge base.
+/// Answers the last user message over the knowledge base. Errors carry
+/// OpenAI's `type` and `param` besides `code`, `message` and `field`; an
+/// unknown `model` is `404` `model_not_found`, as OpenAI answers it.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionRequest,
-    responses((status = 200, description = "an OpenAI chat.completion (with `citations`), or its chunks as SSE when `stream` is true", body = Object),
+    responses((status = 200, description = "an OpenAI chat.completion (with `citations`), or its chunks as server-sent events when `stream` is true", body = Object),
+        (status = 404, description = "a model `/v1/models` does not list (`model_not_found`)", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("bearer" = ["read"])))]
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    ApiJson(req): ApiJson<ChatCompletionRequest>,
+    req: Result<ApiJson<ChatCompletionRequest>, ApiError>,
+) -> Response {
+    match chat(&state, &p, req).await {
+        Ok(r) => r,
+        Err(e) => e.openai().into_response(),
+    }
+}
+
+async fn chat(
+    state: &AppState,
+    p: &Principal,
+    req: Result<ApiJson<ChatCompletionRequest>, ApiError>,
 ) -> ApiResult<Response> {
+    let ApiJson(req) = req?;
+    if let Some(model) = req
+        .model
+        .as_deref()
+        .filter(|m| !crate::schema::MODELS.contains(m))
+    {
+        return Err(ApiError::model_not_found(model));
+    }
+    // The last user message with text (the document says the same).
     let question = req
         .messages
         .iter()
         .rev()
-        .find(|m| m.role == "user")
-        .map(|m| text_of(&m.content))
-        .filter(|q| !q.trim().is_empty())
+        .filter(|m| m.role == "user")
+        .map(|m| text_of(m.content.as_ref()))
+        .find(|q| crate::schema::non_blank(q))
         .ok_or_else(|| ApiError::invalid("messages", "give at least one non-empty user message"))?;
     let ask = build_ask(
-        &state,
-        &p,
+        state,
+        p,
         AskRequest {
             question,
             namespace: None,
@@ -180,39 +228,43 @@ fn chunks(
         None,
         None,
     );
-    let body =
-        stream.filter_map(move |item| {
-            let id = id.clone();
-            async move {
-                match item {
-                    Ok(AskEvent::Sources(_)) => None,
-                    Ok(AskEvent::Delta(text)) => Some(chunk(
+    let body = stream.filter_map(move |item| {
+        let id = id.clone();
+        async move {
+            match item {
+                Ok(AskEvent::Sources(_)) => None,
+                Ok(AskEvent::Delta(text)) => Some(chunk(
+                    &id,
+                    created,
+                    &serde_json::json!({"content": text}),
+                    None,
+                    None,
+                )),
+                Ok(AskEvent::Done(answer)) => {
+                    let out = answer_out(&answer);
+                    Some(chunk(
                         &id,
                         created,
-                        &serde_json::json!({"content": text}),
-                        None,
-                        None,
-                    )),
-                    Ok(AskEvent::Done(answer)) => {
-                        let out = answer_out(&answer);
-                        Some(chunk(
-                            &id,
-                            created,
-                            &serde_json::json!({}),
-                            Some(finish(answer.finish_reason)),
-                            Some(&out.citations),
-                        ))
-                    }
-                    Err(e) => {
-                        let e = ApiError::from(e);
-                        Some(Event::default().data(
-                        serde_json::json!({"error": {"code": e.code, "message": e.message}})
-                            .to_string(),
+                        &serde_json::json!({}),
+                        Some(finish(answer.finish_reason)),
+                        Some(&out.citations),
                     ))
-                    }
+                }
+                Err(e) => {
+                    let e = ApiError::from(e);
+                    Some(
+                        Event::default().data(
+                            serde_json::json!({"error": {
+                                "code": e.code, "message": e.message,
+                                "type": "server_error", "param": null
+                            }})
+                            .to_string(),
+                        ),
+                    )
                 }
             }
-        });
+        }
+    });
     futures::stream::once(async move { first })
         .chain(body)
         .chain(futures::stream::once(async {

@@ -777,6 +777,223 @@ async fn openai_compatible_endpoints() {
 }
 
 #[tokio::test]
+async fn chat_completions_refuse_an_unknown_model_as_openai_does() {
+    let s = Server::start(secured()).await;
+    s.post("/v1/documents", Some(ADMIN), &docs())
+        .send()
+        .await
+        .unwrap();
+    let ask = |model: Value| {
+        json!({"model": model, "messages": [
+            {"role": "user", "content": "How often should API keys be rotated?"}]})
+    };
+    let r = s
+        .post("/v1/chat/completions", Some(ADMIN), &ask(json!("gpt-4o")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let body: Value = r.json().await.unwrap();
+    let e = &body["error"];
+    assert_eq!(e["code"], "model_not_found", "{body}");
+    assert_eq!(e["type"], "invalid_request_error", "{body}");
+    assert_eq!(e["param"], "model", "{body}");
+    assert!(e["message"].as_str().unwrap().contains("gpt-4o"), "{body}");
+    // An OpenAI client reads it as OpenAI's error.
+    let parsed: async_openai::error::WrappedError = serde_json::from_value(body.clone()).unwrap();
+    assert_eq!(parsed.error.code.as_deref(), Some("model_not_found"));
+
+    // Every model /v1/models lists is accepted, and so is no model.
+    let models: Value = s
+        .get("/v1/models", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<Value> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].clone())
+        .chain([Value::Null])
+        .collect();
+    assert!(listed.len() > 1);
+    for model in listed {
+        let r = s
+            .post("/v1/chat/completions", Some(ADMIN), &ask(model.clone()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "model {model}");
+    }
+    // Other errors of the endpoint carry OpenAI's fields too.
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            Some(ADMIN),
+            &json!({"model": "rag", "messages": [{"role": "user", "content": "  "}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["param"], "messages", "{body}");
+    assert_eq!(body["error"]["field"], "messages", "{body}");
+    assert_eq!(body["error"]["type"], "invalid_request_error", "{body}");
+}
+
+#[tokio::test]
+async fn contract_details_sessions_queries_and_statuses() {
+    let s = Server::start(secured()).await;
+    // A session created without metadata has `{}`, never null.
+    let r = s
+        .post("/v1/sessions", Some(ADMIN), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let session: Value = r.json().await.unwrap();
+    assert_eq!(session["metadata"], json!({}), "{session}");
+    let id = session["id"].as_str().unwrap().to_owned();
+    let history: Value = s
+        .get(&format!("/v1/sessions/{id}"), Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(history["session"]["metadata"], json!({}), "{history}");
+    // An ingest lists every document of the request that is stored, added
+    // or unchanged (what the document's links follow).
+    for _ in 0..2 {
+        let rep: Value = s
+            .post("/v1/documents", Some(ADMIN), &docs())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            rep["documents"],
+            json!(["ops/keys.md", "dev/build.md"]),
+            "{rep}"
+        );
+    }
+    // Malformed path and query parameters: 422 with the JSON body.
+    for path in [
+        "/v1/sessions/not-a-uuid",
+        "/v1/documents?limit=0",
+        "/v1/documents?limit=-1",
+        "/v1/documents?bogus=1",
+        "/v1/documents?namespace=a%20b",
+    ] {
+        let (st, e) = error_of(s.get(path, Some(ADMIN)).send().await.unwrap()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{path}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_input", "{path}: {e}");
+    }
+    // Malformed JSON is 400, another media type 415, both JSON bodies.
+    let r = s
+        .client
+        .post(s.url("/v1/ask"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    let (st, e) = error_of(r).await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("malformed_json"))
+    );
+    let r = s
+        .client
+        .post(s.url("/v1/ask"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/jsonx")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let r = s
+        .client
+        .post(s.url("/v1/documents/upload"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .unwrap();
+    let (st, _) = error_of(r).await;
+    assert_eq!(st, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // An unknown path: 404 with the JSON body.
+    let (st, e) = error_of(s.get("/v1/nowhere", Some(ADMIN)).send().await.unwrap()).await;
+    assert_eq!(
+        (st, e["error"]["code"].clone()),
+        (StatusCode::NOT_FOUND, json!("not_found"))
+    );
+    // The schema's limits are the handlers' limits.
+    for (body, field) in [
+        (json!({"question": "q", "top_k": 101}), "top_k"),
+        (
+            json!({"question": "q", "temperature": 2.000_000_000_000_000_4}),
+            "temperature",
+        ),
+        (json!({"question": " \u{3000}"}), "question"),
+        (
+            json!({"question": "q", "filter": {"exists": {"field": {"metadata": ""}}}}),
+            "filter",
+        ),
+    ] {
+        let (st, e) = error_of(s.post("/v1/ask", Some(ADMIN), &body).send().await.unwrap()).await;
+        assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let long_key =
+        json!({"documents": [{"source": "a", "text": "b", "metadata": {"é".repeat(65): 1}}]});
+    let (st, e) = error_of(
+        s.post("/v1/documents", Some(ADMIN), &long_key)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{e}");
+    // The document declares what the server answers.
+    let doc: Value = s
+        .get("/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ask = &doc["paths"]["/v1/ask"]["post"]["responses"];
+    for status in [
+        "200", "400", "401", "403", "404", "413", "415", "422", "429", "503", "504",
+    ] {
+        assert!(ask[status].is_object(), "/v1/ask does not declare {status}");
+    }
+    let stream = &doc["paths"]["/v1/ask/stream"]["post"]["responses"]["200"]["content"];
+    assert_eq!(
+        stream["text/event-stream"]["schema"]["$ref"],
+        "#/components/schemas/AskStreamEvent"
+    );
+    let links = &doc["paths"]["/v1/documents"]["post"]["responses"]["200"]["links"];
+    assert_eq!(links["GetDocument"]["operationId"], "get_document");
+    assert_eq!(
+        doc["components"]["schemas"]["AskRequest"]["properties"]["top_k"]["maximum"],
+        100
+    );
+}
+
+#[tokio::test]
 async fn openapi_metrics_ready_and_upload() {
     let s = Server::start(test_config()).await;
     let doc: Value = s

@@ -14,7 +14,7 @@ use std::io::{Seek, SeekFrom};
 use axum::Extension;
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -23,12 +23,14 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use utoipa::{IntoParams, ToSchema};
 
+use super::ApiQuery;
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
 
 /// What to export.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ExportQuery {
     /// The tenant; defaults to the key's namespace or `default`.
@@ -55,6 +57,7 @@ pub enum ImportModeParam {
 
 /// Where and how to import.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ImportQuery {
     /// The tenant; defaults to the key's namespace or `default`.
@@ -123,7 +126,7 @@ fn io_error(what: &str, e: &std::io::Error) -> ApiError {
 pub async fn export(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Query(q): Query<ExportQuery>,
+    ApiQuery(q): ApiQuery<ExportQuery>,
 ) -> ApiResult<Response> {
     p.require(Scope::Admin)?;
     let ns = p.namespace(q.namespace.as_deref())?;
@@ -176,10 +179,11 @@ fn file_stream(
 
 /// Restores a backup file into a namespace.
 #[utoipa::path(post, path = "/v1/admin/import", tag = "admin", params(ImportQuery),
-    request_body(content_type = "application/gzip", content = Vec<u8>,
-        description = "A backup file made by `/v1/admin/export` or `rag export`"),
+    request_body(content_type = "application/octet-stream", content = Vec<u8>,
+        description = "A backup file made by `/v1/admin/export` or `rag export` (any content type is read as its bytes)"),
     responses(
         (status = 200, body = ImportResponse),
+        (status = 400, description = "The upload could not be read (`bad_request`)", body = ErrorBody),
         (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, description = "The namespace holds data and `mode` is `empty`", body = ErrorBody),
         (status = 413, body = ErrorBody),
@@ -189,7 +193,7 @@ fn file_stream(
 pub async fn import(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Query(q): Query<ImportQuery>,
+    ApiQuery(q): ApiQuery<ImportQuery>,
     body: Body,
 ) -> ApiResult<Json<ImportResponse>> {
     p.require(Scope::Admin)?;

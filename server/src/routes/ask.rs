@@ -25,7 +25,8 @@ pub const MAX_QUESTION_CHARS: usize = 8_000;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AskRequest {
-    /// The question.
+    /// The question: some text, at most 8000 characters.
+    #[schema(min_length = 1, max_length = 8000)]
     pub question: String,
     /// The tenant; defaults to the key's namespace or `default`.
     #[serde(default)]
@@ -41,16 +42,21 @@ pub struct AskRequest {
     pub filter: Option<serde_json::Value>,
     /// Sources to retrieve, 1 to 100 (default 8).
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 100)]
+    #[serde(deserialize_with = "crate::schema::int_opt")]
     pub top_k: Option<usize>,
     /// `dense`, `keyword` or `hybrid` (default).
     #[serde(default)]
     #[schema(value_type = Option<String>)]
     pub mode: Option<SearchMode>,
-    /// Sampling temperature, for a model.
+    /// Sampling temperature, 0 to 2, for a model.
     #[serde(default)]
-    pub temperature: Option<f32>,
+    #[schema(minimum = 0.0, maximum = 2.0)]
+    pub temperature: Option<f64>,
     /// Most tokens of the answer, 1 to 4096 (default 512), for a model.
     #[serde(default)]
+    #[schema(minimum = 1, maximum = 4096)]
+    #[serde(deserialize_with = "crate::schema::int_opt")]
     pub max_tokens: Option<u32>,
 }
 
@@ -210,7 +216,7 @@ pub fn answer_out(a: &Answer) -> AskResponse {
 pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiResult<Ask> {
     p.require(Scope::Read)?;
     let ns = p.namespace(req.namespace.as_deref())?;
-    if req.question.trim().is_empty() {
+    if !crate::schema::non_blank(&req.question) {
         return Err(ApiError::invalid("question", "question must not be empty"));
     }
     if req.question.chars().count() > MAX_QUESTION_CHARS {
@@ -239,6 +245,8 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
                 "temperature must be 0 to 2",
             ));
         }
+        #[allow(clippy::cast_possible_truncation)] // 0 to 2
+        let t = t as f32;
         ask = ask.temperature(t);
     }
     if let Some(n) = req.max_tokens {
@@ -253,6 +261,14 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
     if let Some(f) = req.filter {
         let f: Filter = serde_json::from_value(f)
             .map_err(|e| ApiError::invalid("filter", format!("malformed filter: {e}")))?;
+        if let Some(k) = crate::schema::bad_filter_key(&f) {
+            return Err(ApiError::invalid(
+                "filter",
+                format!(
+                    "metadata key {k:?}: keys are 1 to 256 bytes without control characters (up to 64 characters of any kind, or 256 of ASCII)"
+                ),
+            ));
+        }
         ask = ask.filter(f);
     }
     if let Some(id) = req.session_id {
@@ -278,6 +294,7 @@ pub async fn build_ask(state: &AppState, p: &Principal, req: AskRequest) -> ApiR
 /// Answers a question with citations and per-stage timings.
 #[utoipa::path(post, path = "/v1/ask", tag = "ask", request_body = AskRequest,
     responses((status = 200, body = AskResponse), (status = 422, body = ErrorBody),
+        (status = 404, description = "no such session (`session_id`)", body = ErrorBody),
         (status = 429, body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn ask(
@@ -317,14 +334,14 @@ pub fn sse_events(
                 let e = ApiError::from(e);
                 Event::default()
                     .event("error")
-                    .json_data(crate::error::ErrorDetail {
-                        code: e.code.to_owned(),
-                        message: e.message,
-                        field: None,
-                    })
+                    .json_data(crate::error::ErrorDetail::new(e.code, e.message))
             }
         };
-        Ok(event.unwrap_or_else(|_| Event::default().event("error").data("serialization failed")))
+        Ok(event.unwrap_or_else(|_| {
+            Event::default()
+                .event("error")
+                .data(r#"{"code":"internal","message":"serialization failed"}"#)
+        }))
     })
 }
 
@@ -332,7 +349,8 @@ pub fn sse_events(
 /// `delta` events (`{"text"}`), then `done` (the full answer, as `/v1/ask`
 /// returns it); `error` if generation fails midway.
 #[utoipa::path(post, path = "/v1/ask/stream", tag = "ask", request_body = AskRequest,
-    responses((status = 200, description = "text/event-stream: sources, delta…, done", content_type = "text/event-stream", body = String),
+    responses((status = 200, description = "server-sent events: `sources`, `delta`…, then `done` (or `error`); each event's `data` is JSON (`AskStreamEvent`)", content_type = "text/event-stream", body = String),
+        (status = 404, description = "no such session (`session_id`)", body = ErrorBody),
         (status = 422, body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn ask_stream(

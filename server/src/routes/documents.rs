@@ -2,15 +2,17 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::multipart::MultipartRejection;
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use rag::{Document, DocumentId, IngestReport, Namespace};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::ApiJson;
+use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::schema::{ID_BYTES, bad_key, fits, non_blank};
 use crate::state::AppState;
 
 /// Most documents in one ingest request.
@@ -40,7 +42,9 @@ pub struct IngestRequest {
     /// The tenant; defaults to the key's namespace or `default`.
     #[serde(default)]
     pub namespace: Option<String>,
-    /// The documents.
+    /// The documents, 1 to 256.
+    #[schema(min_items = 1, max_items = 256)]
+    #[serde(deserialize_with = "crate::schema::objects")]
     pub documents: Vec<DocumentIn>,
 }
 
@@ -49,6 +53,10 @@ pub struct IngestRequest {
 pub struct IngestResponse {
     /// The namespace written.
     pub namespace: String,
+    /// Every document of the request that is stored now (added, replaced
+    /// or unchanged), in the request's order: what the links to get and
+    /// delete a document follow.
+    pub documents: Vec<String>,
     /// New documents.
     pub added: Vec<String>,
     /// Changed documents whose chunks were replaced.
@@ -74,10 +82,17 @@ pub struct IngestFailureOut {
     pub error: String,
 }
 
-fn report_out(ns: &Namespace, r: IngestReport) -> IngestResponse {
+fn report_out(ns: &Namespace, requested: Vec<String>, r: IngestReport) -> IngestResponse {
     let ids = |v: Vec<DocumentId>| v.into_iter().map(|d| d.as_str().to_owned()).collect();
+    let failed: std::collections::HashSet<&str> =
+        r.failed.iter().map(|f| f.document_id.as_str()).collect();
+    let documents = requested
+        .into_iter()
+        .filter(|id| !failed.contains(id.as_str()))
+        .collect();
     IngestResponse {
         namespace: ns.as_str().to_owned(),
+        documents,
         added: ids(r.added),
         replaced: ids(r.replaced),
         unchanged: ids(r.unchanged),
@@ -95,27 +110,47 @@ fn report_out(ns: &Namespace, r: IngestReport) -> IngestResponse {
     }
 }
 
+/// A document id as the document describes it (`DocumentId` in the
+/// OpenAPI document): `422` naming `id` otherwise.
+fn document_id(id: String) -> ApiResult<DocumentId> {
+    if !fits(&id, ID_BYTES) {
+        return Err(ApiError::invalid(
+            "id",
+            "a document id is 1 to 512 bytes without control characters (up to 128 characters of any kind, or 512 of ASCII)",
+        ));
+    }
+    DocumentId::new(id).map_err(|e| ApiError::invalid("id", e.to_string()))
+}
+
 fn to_document(i: usize, d: DocumentIn) -> ApiResult<Document> {
     let field = |f: &str| format!("documents[{i}].{f}");
-    if d.source.trim().is_empty() {
+    if !non_blank(&d.source) {
         return Err(ApiError::invalid(
             field("source"),
             "source must not be empty",
         ));
     }
-    if d.text.trim().is_empty() {
+    if !non_blank(&d.text) {
         return Err(ApiError::invalid(field("text"), "text must not be empty"));
     }
     let mut doc = Document::new(d.source, d.text);
     if let Some(id) = d.id {
-        let id = DocumentId::new(id).map_err(|e| ApiError::invalid(field("id"), e.to_string()))?;
+        let id = document_id(id).map_err(|e| e.with_field(field("id")))?;
         doc = doc.with_id(id);
     }
     if let Some(m) = d.metadata {
-        if !m.is_object() {
+        let Some(map) = m.as_object() else {
             return Err(ApiError::invalid(
                 field("metadata"),
                 "metadata must be a JSON object",
+            ));
+        };
+        if let Some(k) = bad_key(map) {
+            return Err(ApiError::invalid(
+                field("metadata"),
+                format!(
+                    "metadata key {k:?}: keys are 1 to 256 bytes without control characters (up to 64 characters of any kind, or 256 of ASCII)"
+                ),
             ));
         }
         doc = doc.with_metadata(m);
@@ -126,6 +161,13 @@ fn to_document(i: usize, d: DocumentIn) -> ApiResult<Document> {
 }
 
 async fn ingest_docs(state: &AppState, ns: &Namespace, docs: Vec<Document>) -> IngestResponse {
+    let mut requested: Vec<String> = Vec::with_capacity(docs.len());
+    for d in &docs {
+        let id = d.id().as_str();
+        if !requested.iter().any(|r| r == id) {
+            requested.push(id.to_owned());
+        }
+    }
     let report = state
         .rag
         .ingest_stream(
@@ -135,7 +177,7 @@ async fn ingest_docs(state: &AppState, ns: &Namespace, docs: Vec<Document>) -> I
         .await;
     metrics::counter!("rag_server_documents_ingested_total")
         .increment((report.added.len() + report.replaced.len()) as u64);
-    report_out(ns, report)
+    report_out(ns, requested, report)
 }
 
 /// Ingests documents given as JSON text with metadata.
@@ -171,16 +213,33 @@ pub async fn ingest(
 /// `namespace` and `metadata` (a JSON object) parts). Text, Markdown and
 /// code files only, each within the size limit.
 #[utoipa::path(post, path = "/v1/documents/upload", tag = "documents",
-    request_body(content_type = "multipart/form-data", content = String),
+    request_body(content_type = "multipart/form-data", content = String, description = "the parts: `file`… (see `crate::schema`)"),
     responses((status = 200, body = IngestResponse), (status = 413, body = ErrorBody),
         (status = 415, body = ErrorBody), (status = 422, body = ErrorBody)),
     security(("api_key" = ["ingest"])))]
 pub async fn upload(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    mut multipart: Multipart,
+    headers: axum::http::HeaderMap,
+    multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Json<IngestResponse>> {
     p.require(Scope::Ingest)?;
+    let is_multipart = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("multipart/form-data"));
+    let mut multipart = multipart.map_err(|e| {
+        if is_multipart {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_multipart", e.body_text())
+        } else {
+            ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the files as multipart/form-data",
+            )
+        }
+    })?;
     let cfg = &state.config;
     let mut namespace = None;
     let mut metadata = None;
@@ -274,6 +333,7 @@ pub async fn upload(
 
 /// Paging and tenant of a listing.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
     /// The tenant.
@@ -281,6 +341,8 @@ pub struct ListQuery {
     /// Return documents after this id (the previous page's `next`).
     pub after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::schema::int_opt")]
     pub limit: Option<usize>,
 }
 
@@ -317,7 +379,7 @@ fn query_ns(p: &Principal, q: Option<&str>) -> ApiResult<Namespace> {
 pub async fn list(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<DocumentPage>> {
     p.require(Scope::Read)?;
     let ns = query_ns(&p, q.namespace.as_deref())?;
@@ -327,9 +389,9 @@ pub async fn list(
     }
     let after = q
         .after
-        .map(DocumentId::new)
+        .map(document_id)
         .transpose()
-        .map_err(|e| ApiError::invalid("after", e.to_string()))?;
+        .map_err(|e| e.with_field("after"))?;
     let docs = state
         .rag
         .store()
@@ -356,6 +418,7 @@ pub async fn list(
 
 /// The tenant of a single-document request.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct NsQuery {
     /// The tenant.
@@ -363,19 +426,19 @@ pub struct NsQuery {
 }
 
 /// Gets one document's entry.
-#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents",
+#[utoipa::path(get, path = "/v1/documents/{id}", tag = "documents", operation_id = "get_document",
     params(("id" = String, Path, description = "document id"), NsQuery),
     responses((status = 200, body = DocumentOut), (status = 404, body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn get_document(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<NsQuery>,
 ) -> ApiResult<Json<DocumentOut>> {
     p.require(Scope::Read)?;
     let ns = query_ns(&p, q.namespace.as_deref())?;
-    let id = DocumentId::new(id).map_err(|e| ApiError::invalid("id", e.to_string()))?;
+    let id = document_id(id)?;
     let store = state.rag.store();
     let hashes = store
         .document_hashes(&ns, std::slice::from_ref(&id))
@@ -412,20 +475,19 @@ pub struct DeleteResponse {
 }
 
 /// Deletes a document and all its chunks.
-#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents",
+#[utoipa::path(delete, path = "/v1/documents/{id}", tag = "documents", operation_id = "delete_document",
     params(("id" = String, Path, description = "document id"), NsQuery),
     responses((status = 200, body = DeleteResponse), (status = 404, body = ErrorBody)),
     security(("api_key" = ["ingest"])))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<String>,
-    Query(q): Query<NsQuery>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(q): ApiQuery<NsQuery>,
 ) -> ApiResult<Json<DeleteResponse>> {
     p.require(Scope::Ingest)?;
     let ns = query_ns(&p, q.namespace.as_deref())?;
-    let doc_id =
-        DocumentId::new(id.as_str()).map_err(|e| ApiError::invalid("id", e.to_string()))?;
+    let doc_id = document_id(id.clone())?;
     let n = state.rag.delete_document_in(&ns, &doc_id).await?;
     if n == 0 {
         return Err(ApiError::not_found("no such document"));

@@ -22,9 +22,11 @@ pub struct FeedbackRequest {
     /// The `answer_id` of an answer.
     pub answer_id: uuid::Uuid,
     /// `1` (helpful) or `-1` (not helpful).
+    #[serde(deserialize_with = "crate::schema::int")]
     pub rating: i8,
     /// A comment, at most 2000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     pub comment: Option<String>,
 }
 

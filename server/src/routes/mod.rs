@@ -10,7 +10,8 @@ pub mod sessions;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, MatchedPath, Request};
+use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
+use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -40,7 +41,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/json"));
+            .is_some_and(is_json_media_type);
         if !is_json {
             return Err(ApiError::new(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -56,8 +57,8 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
             }
         })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(v) => Ok(Self(v)),
+        match serde_path_to_error::deserialize::<_, crate::schema::Obj<T>>(de) {
+            Ok(v) => Ok(Self(v.0)),
             Err(e) => {
                 let path = e.path().to_string();
                 let inner = e.into_inner();
@@ -87,6 +88,53 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// Whether a `Content-Type` is `application/json` (any parameters, any case).
+fn is_json_media_type(value: &str) -> bool {
+    value
+        .split(';')
+        .next()
+        .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// Query parameters whose errors are `422` naming the parameter, with the
+/// JSON error body (axum's own `Query` answers `400` in plain text).
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Self).map_err(|e| {
+            let field = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            let field = msg
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .map_or(field, str::to_owned);
+            ApiError::invalid(field, format!("invalid query: {msg}"))
+        })
+    }
+}
+
+/// A path parameter whose errors are `422` naming it, with the JSON error
+/// body (axum's own `Path` answers `400` in plain text).
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Self(p.0))
+            .map_err(|e| ApiError::invalid("id", e.body_text()))
+    }
+}
+
 /// `413` with the JSON error body.
 pub fn payload_too_large() -> ApiError {
     ApiError::new(
@@ -112,19 +160,32 @@ async fn record_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Turns tower-http's plain `413` into the JSON error body.
-async fn json_413(req: Request, next: Next) -> Response {
+/// Turns tower-http's plain `413` and `504` into the JSON error body.
+async fn json_errors(req: Request, next: Next) -> Response {
     use axum::response::IntoResponse;
     let resp = next.run(req).await;
-    if resp.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_none_or(|v| v != "application/json")
-    {
-        return payload_too_large().into_response();
+    let plain = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_none_or(|v| v != "application/json");
+    if !plain {
+        return resp;
     }
-    resp
+    match resp.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => payload_too_large().into_response(),
+        StatusCode::GATEWAY_TIMEOUT => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "the request took longer than the server's deadline",
+        )
+        .into_response(),
+        _ => resp,
+    }
+}
+
+/// `404` with the JSON error body, for paths no route serves.
+async fn no_route() -> ApiError {
+    ApiError::not_found("no such route")
 }
 
 /// The whole application: `/v1` behind authentication, the operational
@@ -174,7 +235,8 @@ pub fn app(state: AppState) -> Router {
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(cfg.admin.timeout_secs),
-        ));
+        ))
+        .layer(middleware::from_fn(json_errors));
 
     let request_id = HeaderName::from_static("x-request-id");
     let mut router = Router::new()
@@ -183,15 +245,18 @@ pub fn app(state: AppState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi))
+        .fallback(no_route)
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))
         .layer(DefaultBodyLimit::max(cfg.body_limit_bytes))
         .layer(RequestBodyLimitLayer::new(cfg.body_limit_bytes))
-        .layer(middleware::from_fn(json_413))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(cfg.request_timeout_secs),
         ))
+        // Outside the limit and the timeout, so their plain replies get the
+        // JSON error body the document declares.
+        .layer(middleware::from_fn(json_errors))
         .merge(admin);
     if !cfg.cors_origins.is_empty() {
         let origins: Vec<HeaderValue> = cfg

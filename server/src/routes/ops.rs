@@ -149,9 +149,16 @@ impl Modify for Security {
 )]
 pub struct ApiDoc;
 
-/// The OpenAPI 3 document of this server.
+/// The OpenAPI 3 document of this server: [`ApiDoc`] completed by
+/// [`crate::schema::document`] (without API keys, the server is open and
+/// the document declares no security).
 #[utoipa::path(get, path = "/openapi.json", tag = "ops",
     responses((status = 200, description = "OpenAPI 3.1 document", content_type = "application/json", body = Object)))]
-pub async fn openapi() -> impl IntoResponse {
-    Json(ApiDoc::openapi())
+pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
+    use std::sync::OnceLock;
+    static KEYED: OnceLock<serde_json::Value> = OnceLock::new();
+    static OPEN: OnceLock<serde_json::Value> = OnceLock::new();
+    let keys = !state.keys.is_empty();
+    let doc = if keys { &KEYED } else { &OPEN };
+    Json(doc.get_or_init(|| crate::schema::document(keys)).clone())
 }

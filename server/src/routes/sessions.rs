@@ -2,13 +2,13 @@
 
 use axum::Extension;
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use rag::{NewSession, SessionStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::ApiJson;
+use super::{ApiJson, ApiPath};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -33,7 +33,7 @@ pub struct SessionOut {
     pub id: uuid::Uuid,
     /// The tenant.
     pub namespace: String,
-    /// Free-form data.
+    /// Free-form data (`{}` when none was given).
     #[schema(value_type = Object)]
     pub metadata: serde_json::Value,
     /// Messages stored.
@@ -66,7 +66,11 @@ fn session_out(s: &rag::Session) -> SessionOut {
     SessionOut {
         id: s.id,
         namespace: s.namespace.as_str().to_owned(),
-        metadata: s.metadata.clone(),
+        // A session created without metadata has none: `{}`, never `null`.
+        metadata: match &s.metadata {
+            serde_json::Value::Null => serde_json::Value::Object(serde_json::Map::new()),
+            m => m.clone(),
+        },
         message_count: s.message_count,
         created_at: s.created_at.to_rfc3339(),
     }
@@ -82,6 +86,7 @@ fn store(state: &AppState) -> ApiResult<&std::sync::Arc<dyn SessionStore>> {
 /// Creates a session.
 #[utoipa::path(post, path = "/v1/sessions", tag = "sessions", request_body = CreateSession,
     responses((status = 201, body = SessionOut), (status = 422, body = ErrorBody),
+        (status = 404, description = "sessions are not configured", body = ErrorBody),
         (status = 429, description = "too many live sessions in the namespace (`session_limit`) or requests", body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn create(
@@ -118,14 +123,14 @@ async fn owned(state: &AppState, p: &Principal, id: uuid::Uuid) -> ApiResult<rag
 }
 
 /// A session's history.
-#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(get, path = "/v1/sessions/{id}", tag = "sessions", operation_id = "get_session",
     params(("id" = uuid::Uuid, Path, description = "session id")),
     responses((status = 200, body = SessionHistory), (status = 404, body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn history(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<uuid::Uuid>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> ApiResult<Json<SessionHistory>> {
     p.require(Scope::Read)?;
     let s = owned(&state, &p, id).await?;
@@ -147,14 +152,14 @@ pub async fn history(
 }
 
 /// Deletes a session.
-#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions",
+#[utoipa::path(delete, path = "/v1/sessions/{id}", tag = "sessions", operation_id = "delete_session",
     params(("id" = uuid::Uuid, Path, description = "session id")),
-    responses((status = 204), (status = 404, body = ErrorBody)),
+    responses((status = 204, description = "deleted"), (status = 404, body = ErrorBody)),
     security(("api_key" = ["read"])))]
 pub async fn delete(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
-    Path(id): Path<uuid::Uuid>,
+    ApiPath(id): ApiPath<uuid::Uuid>,
 ) -> ApiResult<StatusCode> {
     p.require(Scope::Read)?;
     owned(&state, &p, id).await?;

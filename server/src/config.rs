@@ -129,9 +129,15 @@ impl Default for StoreConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct SessionsConfig {
     /// `auto` (default: `postgres` in the vector store's database when the
-    /// store is `pgvector`, else `memory`), `memory` (lost at restart) or
-    /// `postgres` (durable; `sessions.url`) (`RAG_SESSIONS`).
+    /// store is `pgvector`, else `memory`), `memory` (lost at restart,
+    /// unless `sessions.path` is set) or `postgres` (durable;
+    /// `sessions.url`) (`RAG_SESSIONS`).
     pub kind: String,
+    /// For `memory`: a JSON file the sessions are loaded from at start-up
+    /// and saved to at shutdown (`RAG_SESSIONS_PATH`); none keeps them in
+    /// memory only. The `rag` command line saves after every answer and
+    /// uses `rag-data/sessions.json` when this is unset.
+    pub path: Option<PathBuf>,
     /// For `postgres`: the database URL (`RAG_SESSIONS_URL`; with
     /// `auto` and pgvector, the store's).
     pub url: Option<String>,
@@ -153,6 +159,7 @@ impl Default for SessionsConfig {
     fn default() -> Self {
         Self {
             kind: "auto".into(),
+            path: None,
             url: None,
             table_prefix: None,
             max_connections: 5,
@@ -472,6 +479,9 @@ impl ServerConfig {
         }
         if let Some(v) = var("RAG_SESSIONS_URL") {
             self.sessions.url = Some(v);
+        }
+        if let Some(v) = var("RAG_SESSIONS_PATH") {
+            self.sessions.path = Some(v.into());
         }
         if let Some(v) = var("RAG_EMBEDDER_BASE_URL") {
             self.embedder.base_url = Some(v);

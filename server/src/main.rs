@@ -16,43 +16,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use rag_server::{AppState, ServerConfig};
-use tracing_subscriber::EnvFilter;
+use rag_server::ServerConfig;
 
 const USAGE: &str =
     "usage: server [--config FILE] | server check-config [--config FILE] | server hash-key KEY|-";
-
-fn init_logs(format: &str) {
-    let filter = EnvFilter::try_from_env("RAG_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if format == "pretty" {
-        builder.init();
-    } else {
-        builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .init();
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { () = ctrl_c => {}, () = term => {} }
-}
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -109,47 +76,6 @@ async fn main() -> ExitCode {
         println!("configuration is valid");
         return ExitCode::SUCCESS;
     }
-    init_logs(&config.log_format);
-    let bind = config.bind.clone();
-    let state = match AppState::build(config).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            eprintln!("cannot start: {e}");
-            return ExitCode::from(78);
-        }
-    };
-    if state.keys.is_empty() {
-        tracing::warn!(
-            "no API keys configured: every request is allowed (set [[keys]] or RAG_API_KEYS)"
-        );
-    }
-    let listener = match tokio::net::TcpListener::bind(&bind).await {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("cannot listen on {bind}: {e}");
-            return ExitCode::from(78);
-        }
-    };
-    tracing::info!(
-        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(bind),
-        store = %state.config.store.kind,
-        embedder = %state.config.embedder.kind,
-        llm = %state.llm_kind,
-        "listening"
-    );
-    let persisted = state.clone();
-    let finished = match rag_server::serve(listener, state, shutdown_signal()).await {
-        Ok(f) => f,
-        Err(e) => {
-            tracing::error!(error = %e, "server failed");
-            return ExitCode::FAILURE;
-        }
-    };
-    if let Err(e) = persisted.persist() {
-        tracing::error!(error = %e, "could not persist the store");
-        return ExitCode::FAILURE;
-    }
-    tracing::info!(clean = finished, "stopped");
-    ExitCode::SUCCESS
+    rag_server::init_logs(&config.log_format);
+    ExitCode::from(rag_server::run(config).await)
 }

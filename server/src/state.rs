@@ -38,6 +38,9 @@ pub struct AppState {
     pub feedback: Arc<Mutex<Vec<FeedbackRecord>>>,
     /// The in-memory store, when it is persisted to a file on shutdown.
     pub persist: Option<(Arc<MemoryVectorStore>, std::path::PathBuf)>,
+    /// The in-memory session store, when it is saved to a file
+    /// (`sessions.path`).
+    pub persist_sessions: Option<(Arc<MemorySessionStore>, std::path::PathBuf)>,
     /// A name for the LLM backend, for `/ready` and `/v1/models`.
     pub llm_kind: Arc<str>,
     /// The last LLM readiness probe and when it ran (probes are cached for
@@ -243,13 +246,22 @@ async fn build_store(
 async fn build_sessions(
     config: &ServerConfig,
     store_pool: Option<rag::pgvector::PgPool>,
+    persist: &mut Option<(Arc<MemorySessionStore>, std::path::PathBuf)>,
 ) -> Result<Arc<dyn SessionStore>, String> {
     let c = &config.sessions;
     let ttl = (c.ttl_secs > 0).then(|| Duration::from_secs(c.ttl_secs));
     if c.resolved_kind(&config.store) != "postgres" {
-        return Ok(Arc::new(MemorySessionStore::new(
-            MemorySessionConfig::default().with_default_ttl(ttl),
-        )));
+        let mc = MemorySessionConfig::default().with_default_ttl(ttl);
+        let store = match &c.path {
+            Some(p) if p.exists() => MemorySessionStore::load(p, mc)
+                .map_err(|e| format!("session store (memory, {}): {e}", p.display()))?,
+            _ => MemorySessionStore::new(mc),
+        };
+        let store = Arc::new(store);
+        if let Some(p) = &c.path {
+            *persist = Some((store.clone(), p.clone()));
+        }
+        return Ok(store);
     }
     use rag::pgvector::{PgSessionConfig, PgSessionStore, PoolConfig};
     let err = |e: rag::Error| format!("session store (postgres): {e}");
@@ -563,7 +575,8 @@ impl AppState {
 
         let mut persist = None;
         let (store, pg_pool) = build_store(&config, embedder.as_ref(), &env, &mut persist).await?;
-        let sessions = build_sessions(&config, pg_pool).await?;
+        let mut persist_sessions = None;
+        let sessions = build_sessions(&config, pg_pool, &mut persist_sessions).await?;
 
         // LLM.
         let reader_server = reader.as_ref().map(|(server, _)| server.clone());
@@ -622,6 +635,7 @@ impl AppState {
         let rag = builder.build().map_err(err("pipeline"))?;
         let mut state = Self::from_rag(rag, config, llm_kind)?;
         state.persist = persist;
+        state.persist_sessions = persist_sessions;
         state.reader = reader_server;
         Ok(state)
     }
@@ -649,6 +663,7 @@ impl AppState {
             metrics: metrics_handle(),
             feedback: Arc::new(Mutex::new(Vec::new())),
             persist: None,
+            persist_sessions: None,
             llm_kind: llm_kind.into(),
             llm_probe: Arc::default(),
             reader: None,
@@ -656,12 +671,24 @@ impl AppState {
         })
     }
 
-    /// Saves the in-memory store to its file, when configured.
+    /// Saves the in-memory store and the in-memory sessions to their
+    /// files, when configured.
     pub fn persist(&self) -> Result<(), String> {
         if let Some((store, path)) = &self.persist {
             store
                 .save(path)
                 .map_err(|e| format!("saving the store to {}: {e}", path.display()))?;
+        }
+        self.persist_sessions()
+    }
+
+    /// Saves the in-memory sessions to their file (`sessions.path`), when
+    /// configured.
+    pub fn persist_sessions(&self) -> Result<(), String> {
+        if let Some((sessions, path)) = &self.persist_sessions {
+            sessions
+                .save(path)
+                .map_err(|e| format!("saving the sessions to {}: {e}", path.display()))?;
         }
         Ok(())
     }

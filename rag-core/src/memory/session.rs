@@ -285,6 +285,130 @@ impl MemorySessionStore {
     fn now(&self) -> DateTime<Utc> {
         (self.clock)()
     }
+
+    /// Writes every live session, with its messages, ids and times, to
+    /// `path` as JSON (to a temporary file beside it, then renamed, so a
+    /// crash never leaves half a file). [`MemorySessionStore::load`] reads
+    /// it back: a command-line chat or a one-process server keeps its
+    /// sessions across restarts this way.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        let now = self.now();
+        let saved = {
+            let inner = self.inner.read();
+            let mut sessions: Vec<SavedSession> = inner
+                .sessions
+                .iter()
+                .filter(|(_, e)| !e.is_expired(now))
+                .map(|(id, e)| SavedSession {
+                    id: *id,
+                    namespace: e.namespace.as_str().to_owned(),
+                    metadata: e.metadata.clone(),
+                    created_at: e.created_at,
+                    updated_at: e.updated_at,
+                    ttl_secs: e.ttl.map(|t| t.num_seconds()),
+                    messages: e.messages.iter().cloned().collect(),
+                })
+                .collect();
+            sessions.sort_by_key(|s| (s.updated_at, s.id));
+            SavedSessions {
+                format: SESSIONS_FORMAT.to_owned(),
+                sessions,
+            }
+        };
+        let io = |what: &str, e: std::io::Error| {
+            Error::backend_with_source(
+                "memory",
+                false,
+                format!("{what} {}: {e}", path.display()),
+                e,
+            )
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io("creating the directory of", e))?;
+        }
+        let tmp = path.with_extension("json.tmp");
+        let bytes = serde_json::to_vec(&saved)
+            .map_err(|e| Error::invalid_input(format!("sessions are not serializable: {e}")))?;
+        std::fs::write(&tmp, bytes).map_err(|e| io("writing", e))?;
+        std::fs::rename(&tmp, path).map_err(|e| io("renaming into", e))
+    }
+
+    /// A store holding the sessions [`MemorySessionStore::save`] wrote to
+    /// `path`, with their ids, times and expiry (a session that has expired
+    /// since is missing, as always). `NotFound` when the file is missing,
+    /// `Corrupt` when it is not such a file.
+    pub fn load(path: &std::path::Path, config: MemorySessionConfig) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                Error::not_found(format!("file {}", path.display()))
+            } else {
+                Error::backend_with_source(
+                    "memory",
+                    false,
+                    format!("reading {}: {e}", path.display()),
+                    e,
+                )
+            }
+        })?;
+        let corrupt = |message: String| Error::Corrupt {
+            location: path.display().to_string(),
+            message,
+        };
+        let saved: SavedSessions = serde_json::from_slice(&bytes)
+            .map_err(|e| corrupt(format!("not a sessions file: {e}")))?;
+        if saved.format != SESSIONS_FORMAT {
+            return Err(corrupt(format!(
+                "format {:?}, this build reads {SESSIONS_FORMAT:?}",
+                saved.format
+            )));
+        }
+        let store = Self::new(config);
+        {
+            let mut inner = store.inner.write();
+            for s in saved.sessions {
+                let namespace = Namespace::new(s.namespace)
+                    .map_err(|e| corrupt(format!("session {}: {e}", s.id)))?;
+                let ttl = s.ttl_secs.and_then(TimeDelta::try_seconds);
+                let seq = inner.next_seq();
+                let mut messages: VecDeque<StoredMessage> = s.messages.into();
+                let excess = messages.len().saturating_sub(store.config.max_messages);
+                messages.drain(..excess);
+                let entry = Entry {
+                    namespace,
+                    metadata: s.metadata,
+                    created_at: s.created_at,
+                    updated_at: s.updated_at,
+                    ttl,
+                    expires_at: ttl.and_then(|t| s.updated_at.checked_add_signed(t)),
+                    seq,
+                    messages,
+                };
+                inner.sessions.insert(s.id, entry);
+            }
+        }
+        Ok(store)
+    }
+}
+
+/// The format name written by [`MemorySessionStore::save`].
+const SESSIONS_FORMAT: &str = "rag-sessions/1";
+
+#[derive(Serialize, Deserialize)]
+struct SavedSessions {
+    format: String,
+    sessions: Vec<SavedSession>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SavedSession {
+    id: SessionId,
+    namespace: String,
+    metadata: serde_json::Value,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    /// `None`: never expires.
+    ttl_secs: Option<i64>,
+    messages: Vec<StoredMessage>,
 }
 
 #[async_trait]
@@ -451,6 +575,60 @@ mod tests {
         let partial: MemorySessionConfig =
             serde_json::from_value(json!({"max_messages": 5})).unwrap();
         assert_eq!(partial, MemorySessionConfig::default().with_max_messages(5));
+    }
+
+    #[tokio::test]
+    async fn saved_sessions_load_with_their_ids_and_expired_ones_are_dropped() {
+        let clock = ManualClock::new();
+        let store =
+            MemorySessionStore::new(MemorySessionConfig::default()).with_clock(clock.clock());
+        let kept = store
+            .create(NewSession::new(ns("a")).with_metadata(json!({"title": "t"})))
+            .await
+            .unwrap();
+        store
+            .append(
+                kept.id,
+                vec![Message::user("q"), Message::assistant("a [1]")],
+            )
+            .await
+            .unwrap();
+        let short = store
+            .create(NewSession::new(ns("a")).with_ttl(Duration::from_secs(60)))
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/sessions.json");
+        store.save(&path).unwrap();
+
+        let loaded = MemorySessionStore::load(&path, MemorySessionConfig::default())
+            .unwrap()
+            .with_clock(clock.clock());
+        let got = loaded.get(kept.id).await.unwrap();
+        assert_eq!(got.metadata, json!({"title": "t"}));
+        assert_eq!(got.message_count, 2);
+        assert_eq!(got.created_at, kept.created_at);
+        let history = loaded.history(kept.id, 10).await.unwrap();
+        assert_eq!(history[1].message.content, "a [1]");
+        assert!(loaded.get(short.id).await.is_ok());
+        // An hour later the one-minute session has expired; the other has not.
+        clock.advance(Duration::from_secs(3600));
+        let later = MemorySessionStore::load(&path, MemorySessionConfig::default())
+            .unwrap()
+            .with_clock(clock.clock());
+        assert!(later.get(short.id).await.is_err());
+        assert!(later.get(kept.id).await.is_ok());
+
+        // Not a sessions file: Corrupt, and a missing one NotFound.
+        std::fs::write(&path, b"{\"format\": 1}").unwrap();
+        let e = MemorySessionStore::load(&path, MemorySessionConfig::default()).unwrap_err();
+        assert!(matches!(e, Error::Corrupt { .. }), "{e}");
+        let e = MemorySessionStore::load(
+            &dir.path().join("none.json"),
+            MemorySessionConfig::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::NotFound { .. }), "{e}");
     }
 
     #[tokio::test]

@@ -1,29 +1,11 @@
-//! `rag`: the command line of the workspace.
-//!
-//! `rag export` / `rag import` — a namespace of a LanceDB, in-memory or
-//! pgvector store to a backup file and back (`rag export --help`).
-//!
-//! `rag eval --answers` — answer quality: runs the whole ask pipeline per
-//! question of a question-answering dataset (BEIR-shaped, queries with
-//! `"answers"`) and reports gold answer contained, exact match, token F1,
-//! gold document among the sources and the citations, answers citing
-//! nothing, abstentions, groundedness, answer length and latency, for one or
-//! more answerers side by side (`rag eval --answers --help`).
-//!
-//! `rag eval` — retrieval quality of a pipeline on a BEIR-format dataset
+//! `rag eval`: retrieval quality of a pipeline on a BEIR-format dataset
 //! (`corpus.jsonl`, `queries.jsonl`, `qrels/<split>.tsv`): ingests the
 //! corpus, runs every judged query through retrieval and reranking (no
 //! generation) and prints nDCG@10, Recall@10/@100, MRR@10 and MAP.
 //!
-//! ```text
-//! cargo run -p rag-examples --bin rag -- eval --dataset ../shared/eval/scifact-subset --split test
-//! rag eval --dataset DIR [--split test] [--embedder auto|local|bge|minilm|hash] [--reranker auto|local|none]
-//!          [--mode hybrid|dense|keyword] [--fusion rrf[:K]|weighted:W] [--rerank-depth N]
-//!          [--depth N] [--store memory|lance] [--data DIR] [--chunk-tokens MAX[:OVERLAP]] [--rerank-max-tokens N]
-//!          [--rerank-weight W] [--per-query FILE.jsonl] [--run FILE.trec] [--json]
-//!          [--baseline FILE.json]   # exit 1 when nDCG@10 < baseline - tolerance
-//! rag eval --dataset DIR --split train --grid   # one table: keyword, dense, hybrids, reranked
-//! ```
+//! `rag eval --answers` — answer quality: runs the whole ask pipeline per
+//! question of a question-answering dataset (BEIR-shaped, queries with
+//! `"answers"`) for one or more answerers side by side (`answers.rs`).
 //!
 //! `--grid` ingests once and evaluates a fixed set of configurations side by
 //! side (a Markdown table): BM25 alone, dense alone, hybrid with RRF and
@@ -38,28 +20,21 @@
 //! no reranker. The in-memory store by default (`--store lance` for
 //! LanceDB in `--data`, default a temporary directory).
 
-#![allow(clippy::print_stdout)]
-
-#[path = "cli/answers.rs"]
-mod answers;
-#[path = "cli/backup.rs"]
-mod backup;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use clap::{Args, ValueEnum};
 use rag::eval::{BeirDataset, EvalOptions, EvalReport, evaluate_pipeline, write_trec_run};
 use rag::lance::{LanceConfig, LanceVectorStore};
 use rag::{Embedder, Fusion, HashEmbedder, Rag, Reranker, SearchMode};
 use rag_server::state::{LocalLoaded, load_local};
 use serde::Deserialize;
 
-const USAGE: &str = "usage: rag eval --dataset DIR [--split test] [--embedder auto|local|bge|minilm|hash] \
-[--reranker auto|local|none] [--mode hybrid|dense|keyword] [--fusion rrf[:K]|weighted:W] \
-[--rerank-depth N] [--depth N] [--store memory|lance] [--data DIR] [--chunk-tokens MAX[:OVERLAP]] [--rerank-max-tokens N] [--per-query FILE] \
-[--rerank-weight W] [--hybrid-pool N[,N…]] [--run FILE] [--json] [--baseline FILE] [--grid]";
+use crate::answers;
+use crate::{Failure, Outcome};
 
-struct EvalArgs {
+/// The retrieval evaluation, as parsed.
+struct RetrievalArgs {
     dataset: PathBuf,
     split: String,
     embedder: String,
@@ -119,105 +94,6 @@ fn parse_fusion(v: &str) -> Result<Fusion, String> {
         }
         _ => Err(bad()),
     }
-}
-
-fn parse_eval(mut it: impl Iterator<Item = String>) -> Result<EvalArgs, String> {
-    let mut a = EvalArgs {
-        dataset: PathBuf::new(),
-        split: "test".into(),
-        embedder: "auto".into(),
-        reranker: "none".into(),
-        mode: SearchMode::Hybrid,
-        fusion: Fusion::default(),
-        hybrid_pools: Vec::new(),
-        rerank_depth: EvalOptions::default().rerank_depth,
-        rerank_weight: EvalOptions::default().rerank_weight,
-        depth: 100,
-        store: "memory".into(),
-        chunk: None,
-        rerank_max_tokens: None,
-        grid: false,
-        data: None,
-        per_query: None,
-        run: None,
-        json: false,
-        baseline: None,
-    };
-    let mut dataset = None;
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let num = |v: String| -> Result<usize, String> {
-            v.parse()
-                .map_err(|_| format!("{flag}: {v:?} is not a number"))
-        };
-        match flag.as_str() {
-            "--dataset" => dataset = Some(PathBuf::from(value()?)),
-            "--split" => a.split = value()?,
-            "--embedder" => a.embedder = value()?,
-            "--reranker" => a.reranker = value()?,
-            "--mode" => {
-                a.mode = match value()?.as_str() {
-                    "hybrid" => SearchMode::Hybrid,
-                    "dense" => SearchMode::Dense,
-                    "keyword" => SearchMode::Keyword,
-                    m => return Err(format!("--mode {m:?}: hybrid, dense or keyword")),
-                }
-            }
-            "--fusion" => a.fusion = parse_fusion(&value()?)?,
-            "--hybrid-pool" => {
-                a.hybrid_pools = value()?
-                    .split(',')
-                    .map(|n| num(n.trim().to_owned()))
-                    .collect::<Result<_, _>>()?;
-            }
-            "--rerank-depth" => a.rerank_depth = num(value()?)?,
-            "--depth" => a.depth = num(value()?)?,
-            "--rerank-weight" => {
-                let v = value()?;
-                a.rerank_weight = v
-                    .parse::<f32>()
-                    .ok()
-                    .filter(|w| (0.0..=1.0).contains(w))
-                    .ok_or_else(|| format!("--rerank-weight {v:?}: a number from 0 to 1"))?;
-            }
-            "--grid" => a.grid = true,
-            "--rerank-max-tokens" => a.rerank_max_tokens = Some(num(value()?)?),
-            "--chunk-tokens" => {
-                let v = value()?;
-                let bad = || format!("--chunk-tokens {v:?}: MAX or MAX:OVERLAP");
-                let (max, overlap) = match v.split_once(':') {
-                    Some((m, o)) => (m.parse().map_err(|_| bad())?, o.parse().map_err(|_| bad())?),
-                    None => (v.parse().map_err(|_| bad())?, 0),
-                };
-                a.chunk = Some((max, overlap));
-            }
-            "--store" => a.store = value()?,
-            "--data" => a.data = Some(PathBuf::from(value()?)),
-            "--per-query" => a.per_query = Some(PathBuf::from(value()?)),
-            "--run" => a.run = Some(PathBuf::from(value()?)),
-            "--json" => a.json = true,
-            "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    a.dataset = dataset.ok_or_else(|| format!("--dataset is required\n{USAGE}"))?;
-    if !matches!(
-        a.embedder.as_str(),
-        "auto" | "local" | "bge" | "minilm" | "hash"
-    ) {
-        return Err(format!(
-            "--embedder {:?}: auto, local, bge, minilm or hash",
-            a.embedder
-        ));
-    }
-    if !matches!(a.reranker.as_str(), "auto" | "local" | "none") {
-        return Err(format!("--reranker {:?}: auto, local or none", a.reranker));
-    }
-    if !matches!(a.store.as_str(), "memory" | "lance") {
-        return Err(format!("--store {:?}: memory or lance", a.store));
-    }
-    Ok(a)
 }
 
 /// Scores each (query, chunk) pair once: the grid reranks overlapping
@@ -332,7 +208,7 @@ fn describe(
     }
 }
 
-async fn eval(a: EvalArgs) -> Result<bool, Box<dyn std::error::Error>> {
+async fn eval(a: RetrievalArgs) -> Result<bool, Box<dyn std::error::Error>> {
     let data = BeirDataset::load(&a.dataset, &a.split)?;
     // With --rerank-max-tokens the cross-encoder is loaded below, once, with
     // that pair length.
@@ -593,48 +469,260 @@ impl Drop for TempDir {
     }
 }
 
-#[tokio::main]
-async fn main() {
-    let mut args = std::env::args().skip(1);
-    let result = match args.next().as_deref() {
-        Some("eval") => {
-            let args: Vec<String> = args.collect();
-            if args.iter().any(|a| a == "--answers") {
-                match answers::parse(args.into_iter()) {
-                    Ok(a) => answers::run(a).await,
-                    Err(msg) => {
-                        eprintln!("{msg}");
-                        std::process::exit(2);
-                    }
-                }
-            } else {
-                match parse_eval(args.into_iter()) {
-                    Ok(a) => eval(a).await,
-                    Err(msg) => {
-                        eprintln!("{msg}");
-                        std::process::exit(2);
-                    }
-                }
-            }
-        }
-        Some(cmd @ ("export" | "import")) => match backup::parse(cmd == "import", args) {
-            Ok(a) => backup::run(a).await,
-            Err(msg) => {
-                eprintln!("{msg}");
-                std::process::exit(2);
-            }
-        },
-        _ => {
-            eprintln!("{USAGE}\n{}\n{}", answers::USAGE, backup::USAGE);
-            std::process::exit(2);
-        }
+const RETRIEVAL: &str = "Retrieval (without --answers)";
+const ANSWERS: &str = "Answers (with --answers)";
+
+/// `rag eval`'s arguments: the retrieval evaluation, or with `--answers`
+/// the answer evaluation.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  rag eval --dataset ../shared/eval/scifact-subset --split test
+  rag eval --dataset DIR --split train --grid --embedder bge --reranker local
+  rag eval --dataset DIR --hybrid-pool 100,200,400          # side by side after one ingest
+  rag eval --dataset DIR --baseline benches/eval/baseline.json   # exit 1 below the floor
+  rag eval --answers --dataset ../shared/eval/squad-dev-rag-a --sample 50 --answerers reader,extractive
+
+Answerers (--answerers, comma-separated, measured side by side):
+  extractive      sentences quoted from the sources (the built-in answerer); extractive:N at most N
+  local           the local chat model on candle (SmolLM2-135M)
+  openai          OpenAiChat from the environment (OPENAI_BASE_URL, OPENAI_API_KEY, OPENAI_CHAT_MODEL)
+  groq            GroqChat from the environment (GROQ_API_KEY)
+  reader          the embedded default: the local reader model on a llama-server child process
+  grounded-openai, grounded-local, grounded-groq
+                  that model as a reader: it reads the best sentences and answers in a few words,
+                  cited and checked, else the best sentence is quoted")]
+pub(crate) struct EvalArgs {
+    /// Measure answers (the whole ask pipeline against gold answers) instead of retrieval.
+    #[arg(long)]
+    answers: bool,
+    /// The dataset directory (BEIR layout: corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
+    #[arg(long, value_name = "DIR")]
+    dataset: PathBuf,
+    /// The split whose judged queries are run.
+    #[arg(long, default_value = "test")]
+    split: String,
+    /// The embedder (auto: the local model when fetched, else the hash embedder).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "local", "bge", "minilm", "hash"])]
+    embedder: String,
+    /// Write one JSON line per query to FILE.
+    #[arg(long, value_name = "FILE")]
+    per_query: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit 1 when a measure is more than the recorded tolerance below this recorded baseline.
+    #[arg(long, value_name = "FILE")]
+    baseline: Option<PathBuf>,
+
+    /// The cross-encoder: auto, local or none.
+    #[arg(long, default_value = "none", value_parser = ["auto", "local", "none"], help_heading = RETRIEVAL, conflicts_with = "answers")]
+    reranker: String,
+    /// Retrieval mode.
+    #[arg(long, value_enum, default_value_t = Mode::Hybrid, help_heading = RETRIEVAL, conflicts_with = "answers")]
+    mode: Mode,
+    /// Fusion of a hybrid search: rrf, rrf:K or weighted:W (W, the dense weight, in 0..1).
+    #[arg(long, value_parser = parse_fusion, value_name = "FUSION", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    fusion: Option<Fusion>,
+    /// Candidates each side of a hybrid search gives to fusion; several are evaluated side by side.
+    #[arg(long = "hybrid-pool", value_delimiter = ',', value_name = "N[,N…]", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    hybrid_pools: Vec<usize>,
+    /// Candidates reranked.
+    #[arg(long, default_value_t = EvalOptions::default().rerank_depth, value_name = "N", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    rerank_depth: usize,
+    /// Blend of the cross-encoder's score with the fused one (1: the cross-encoder alone).
+    #[arg(long, default_value_t = EvalOptions::default().rerank_weight, value_parser = parse_unit, value_name = "W", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    rerank_weight: f32,
+    /// Results retrieved per query.
+    #[arg(long, default_value_t = 100, value_name = "N", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    depth: usize,
+    /// The store evaluated: memory or lance.
+    #[arg(long, default_value = "memory", value_parser = ["memory", "lance"], help_heading = RETRIEVAL, conflicts_with = "answers")]
+    store: String,
+    /// LanceDB's directory (default: a temporary one).
+    #[arg(long, value_name = "DIR", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    data: Option<PathBuf>,
+    /// Chunks of MAX cl100k tokens with OVERLAP instead of the embedder's default.
+    #[arg(long, value_parser = parse_chunk, value_name = "MAX[:OVERLAP]", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    chunk_tokens: Option<(usize, usize)>,
+    /// The cross-encoder's pair length in tokens.
+    #[arg(long, value_name = "N", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    rerank_max_tokens: Option<usize>,
+    /// Evaluate a fixed grid of configurations side by side.
+    #[arg(long, help_heading = RETRIEVAL, conflicts_with = "answers")]
+    grid: bool,
+    /// Write the ranking as a TREC run file.
+    #[arg(long, value_name = "FILE", help_heading = RETRIEVAL, conflicts_with = "answers")]
+    run: Option<PathBuf>,
+
+    /// A fixed sample of N questions chosen by --seed.
+    #[arg(long, value_parser = positive, value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    sample: Option<usize>,
+    /// The sample's seed.
+    #[arg(long, default_value_t = 1, help_heading = ANSWERS, requires = "answers")]
+    seed: u64,
+    /// Ingest the Markdown files under DIR (sources relative to DIR) instead of the dataset's corpus.
+    #[arg(long, value_name = "DIR", help_heading = ANSWERS, requires = "answers")]
+    docs: Option<PathBuf>,
+    /// The answerers, comma-separated, measured side by side (see below).
+    #[arg(long, alias = "answerer", value_delimiter = ',', default_value = "extractive", value_parser = answerer_name, help_heading = ANSWERS, requires = "answers")]
+    answerers: Vec<String>,
+    /// Sources given per question.
+    #[arg(long, value_parser = positive, value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    top_k: Option<usize>,
+    /// Most tokens of an answer.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..), value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    answer_tokens: Option<u32>,
+    /// The context budget in tokens.
+    #[arg(long, value_parser = positive, value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    context_tokens: Option<usize>,
+    /// Questions answered at once.
+    #[arg(long, default_value_t = 1, value_parser = positive, value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    concurrency: usize,
+    /// How many of the best sentences a reader (reader, grounded-*) reads (default 8).
+    #[arg(long, value_parser = positive, value_name = "N", help_heading = ANSWERS, requires = "answers")]
+    excerpt_sentences: Option<usize>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Mode {
+    Hybrid,
+    Dense,
+    Keyword,
+}
+
+fn positive(v: &str) -> Result<usize, String> {
+    v.parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{v:?} is not a positive number"))
+}
+
+fn parse_unit(v: &str) -> Result<f32, String> {
+    v.parse::<f32>()
+        .ok()
+        .filter(|w| (0.0..=1.0).contains(w))
+        .ok_or_else(|| format!("{v:?}: a number from 0 to 1"))
+}
+
+fn parse_chunk(v: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{v:?}: MAX or MAX:OVERLAP");
+    match v.split_once(':') {
+        Some((m, o)) => Ok((m.parse().map_err(|_| bad())?, o.parse().map_err(|_| bad())?)),
+        None => Ok((v.parse().map_err(|_| bad())?, 0)),
+    }
+}
+
+fn answerer_name(name: &str) -> Result<String, String> {
+    let name = name.trim();
+    let base = name.strip_prefix("grounded-").unwrap_or(name);
+    if matches!(base, "extractive" | "local" | "openai" | "groq" | "reader")
+        || name
+            .strip_prefix("extractive:")
+            .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0))
+    {
+        Ok(name.to_owned())
+    } else {
+        Err(format!(
+            "unknown answerer {name:?} (extractive, extractive:N, reader, local, openai, groq, grounded-MODEL)"
+        ))
+    }
+}
+
+/// `rag eval`.
+pub(crate) async fn run(a: EvalArgs) -> Outcome {
+    let result = if a.answers {
+        answers::run(answers::AnswerArgs {
+            dataset: a.dataset,
+            split: a.split,
+            sample: a.sample,
+            seed: a.seed,
+            docs: a.docs,
+            answerers: a.answerers,
+            embedder: a.embedder,
+            top_k: a.top_k,
+            answer_tokens: a.answer_tokens,
+            context_tokens: a.context_tokens,
+            concurrency: a.concurrency,
+            excerpt_sentences: a.excerpt_sentences,
+            per_query: a.per_query,
+            json: a.json,
+            baseline: a.baseline,
+        })
+        .await
+    } else {
+        eval(RetrievalArgs {
+            dataset: a.dataset,
+            split: a.split,
+            embedder: a.embedder,
+            reranker: a.reranker,
+            mode: match a.mode {
+                Mode::Hybrid => SearchMode::Hybrid,
+                Mode::Dense => SearchMode::Dense,
+                Mode::Keyword => SearchMode::Keyword,
+            },
+            fusion: a.fusion.unwrap_or_default(),
+            hybrid_pools: a.hybrid_pools,
+            rerank_depth: a.rerank_depth,
+            rerank_weight: a.rerank_weight,
+            depth: a.depth,
+            store: a.store,
+            chunk: a.chunk_tokens,
+            rerank_max_tokens: a.rerank_max_tokens,
+            grid: a.grid,
+            data: a.data,
+            per_query: a.per_query,
+            run: a.run,
+            json: a.json,
+            baseline: a.baseline,
+        })
+        .await
     };
     match result {
-        Ok(true) => {}
-        Ok(false) => std::process::exit(1),
-        Err(e) => {
-            eprintln!("rag: {e}");
-            std::process::exit(1);
+        Ok(true) => Ok(()),
+        // The report says which measure fell below its floor.
+        Ok(false) => Err(Failure::Reported),
+        Err(e) => Err(Failure::Failed(e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn parse(line: &str) -> Result<EvalArgs, clap::Error> {
+        let args = ["rag", "eval"].into_iter().chain(line.split_whitespace());
+        match crate::Cli::try_parse_from(args)?.command {
+            crate::Command::Eval(a) => Ok(*a),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_answerers_and_refuses_unknown_ones_and_mixed_modes() {
+        let a = parse("--answers --dataset d --answerers reader,extractive:1,grounded-openai --excerpt-sentences 3 --sample 50 --seed 7").unwrap();
+        assert_eq!(a.answerers, ["reader", "extractive:1", "grounded-openai"]);
+        assert_eq!(a.excerpt_sentences, Some(3));
+        assert_eq!((a.sample, a.seed), (Some(50), 7));
+        let a = parse("--dataset d --hybrid-pool 100,200 --fusion rrf:10 --chunk-tokens 256:32")
+            .unwrap();
+        assert_eq!(a.hybrid_pools, [100, 200]);
+        assert_eq!(a.fusion, Some(Fusion::Rrf { k: 10.0 }));
+        assert_eq!(a.chunk_tokens, Some((256, 32)));
+        for bad in [
+            "--answers --dataset d --answerers extractive:0",
+            "--answers --dataset d --answerers grounded-nothing",
+            "--answers --dataset d --excerpt-sentences 0",
+            // Answer flags need --answers; retrieval flags refuse it.
+            "--dataset d --answerers reader",
+            "--answers --dataset d --grid",
+            "--dataset d --fusion weighted:2",
+            "--dataset d --rerank-weight 1.5",
+            "--split test",
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
     }
 }

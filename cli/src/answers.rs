@@ -9,128 +9,23 @@ use rag::{Embedder, ExtractiveAnswerer, HashEmbedder, LlmClient, LoadOptions, Ra
 use rag_server::state::{LocalLoaded, load_local};
 use serde::Deserialize;
 
-pub(crate) const USAGE: &str = "usage: rag eval --answers --dataset DIR [--split test] [--sample N] [--seed S] \
-[--docs DIR] [--answerers LIST] [--embedder auto|local|bge|minilm|hash] [--top-k N] [--answer-tokens N] \
-[--context-tokens N] [--concurrency N] [--excerpt-sentences N] [--per-query FILE] [--json] [--baseline FILE]
-
-  --answerers LIST   comma-separated, measured side by side (default: extractive):
-                     extractive      sentences quoted from the sources (the built-in answerer)
-                     extractive:N    at most N sentences
-                     local           the local chat model on candle (SmolLM2-135M)
-                     openai          OpenAiChat from the environment (OPENAI_BASE_URL, OPENAI_API_KEY,
-                                     OPENAI_CHAT_MODEL): OpenAI, llama.cpp's llama-server, vLLM, Ollama
-                     groq            GroqChat from the environment (GROQ_API_KEY)
-                     reader          the embedded default: the local reader model (Qwen2.5-Coder-0.5B)
-                                     on a llama-server child process, as grounded-openai below
-                     grounded-openai, grounded-local, grounded-groq
-                                     that model as a reader: it reads the best sentences and answers in
-                                     a few words, cited and checked, else the best sentence is quoted
-  --excerpt-sentences N
-                     how many of the best sentences a reader (reader, grounded-*) reads (default 8)
-  --docs DIR         ingest the Markdown files under DIR (sources relative to DIR) instead of
-                     the dataset's corpus.jsonl (for a set about a directory of documents)
-  --sample N         a fixed sample of N questions chosen by --seed (default 1)
-  --baseline FILE    exit 1 when a measure falls below its recorded value minus the tolerance";
-
+/// The answer evaluation, as parsed (`rag eval --answers`).
 pub(crate) struct AnswerArgs {
-    dataset: PathBuf,
-    split: String,
-    sample: Option<usize>,
-    seed: u64,
-    docs: Option<PathBuf>,
-    answerers: Vec<String>,
-    embedder: String,
-    top_k: Option<usize>,
-    answer_tokens: Option<u32>,
-    context_tokens: Option<usize>,
-    concurrency: usize,
-    excerpt_sentences: Option<usize>,
-    per_query: Option<PathBuf>,
-    json: bool,
-    baseline: Option<PathBuf>,
-}
-
-pub(crate) fn parse(mut it: impl Iterator<Item = String>) -> Result<AnswerArgs, String> {
-    let mut a = AnswerArgs {
-        dataset: PathBuf::new(),
-        split: "test".into(),
-        sample: None,
-        seed: 1,
-        docs: None,
-        answerers: vec!["extractive".into()],
-        embedder: "auto".into(),
-        top_k: None,
-        answer_tokens: None,
-        context_tokens: None,
-        concurrency: 1,
-        excerpt_sentences: None,
-        per_query: None,
-        json: false,
-        baseline: None,
-    };
-    let mut dataset = None;
-    while let Some(flag) = it.next() {
-        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
-        let num = |v: String| -> Result<usize, String> {
-            v.parse()
-                .ok()
-                .filter(|n| *n > 0)
-                .ok_or_else(|| format!("{flag}: {v:?} is not a positive number"))
-        };
-        match flag.as_str() {
-            "--answers" => {}
-            "--dataset" => dataset = Some(PathBuf::from(value()?)),
-            "--split" => a.split = value()?,
-            "--sample" => a.sample = Some(num(value()?)?),
-            "--seed" => {
-                let v = value()?;
-                a.seed = v
-                    .parse()
-                    .map_err(|_| format!("--seed {v:?} is not a number"))?;
-            }
-            "--docs" => a.docs = Some(PathBuf::from(value()?)),
-            "--answerers" | "--answerer" => {
-                a.answerers = value()?.split(',').map(|s| s.trim().to_owned()).collect();
-            }
-            "--embedder" => a.embedder = value()?,
-            "--top-k" => a.top_k = Some(num(value()?)?),
-            "--answer-tokens" => {
-                a.answer_tokens =
-                    Some(u32::try_from(num(value()?)?).map_err(|_| "--answer-tokens: too large")?);
-            }
-            "--context-tokens" => a.context_tokens = Some(num(value()?)?),
-            "--concurrency" => a.concurrency = num(value()?)?,
-            "--excerpt-sentences" => a.excerpt_sentences = Some(num(value()?)?),
-            "--per-query" => a.per_query = Some(PathBuf::from(value()?)),
-            "--json" => a.json = true,
-            "--baseline" => a.baseline = Some(PathBuf::from(value()?)),
-            "--help" | "-h" => return Err(USAGE.into()),
-            other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
-        }
-    }
-    a.dataset = dataset.ok_or_else(|| format!("--dataset is required\n{USAGE}"))?;
-    for name in &a.answerers {
-        let base = name.strip_prefix("grounded-").unwrap_or(name);
-        if !(matches!(base, "extractive" | "local" | "openai" | "groq" | "reader")
-            || name
-                .strip_prefix("extractive:")
-                .is_some_and(|n| n.parse::<usize>().is_ok_and(|n| n > 0)))
-        {
-            return Err(format!(
-                "--answerers: unknown answerer {name:?} (extractive, extractive:N, reader, local, openai, groq, grounded-MODEL)"
-            ));
-        }
-    }
-    if !matches!(
-        a.embedder.as_str(),
-        "auto" | "local" | "bge" | "minilm" | "hash"
-    ) {
-        return Err(format!(
-            "--embedder {:?}: auto, local, bge, minilm or hash",
-            a.embedder
-        ));
-    }
-    Ok(a)
+    pub(crate) dataset: PathBuf,
+    pub(crate) split: String,
+    pub(crate) sample: Option<usize>,
+    pub(crate) seed: u64,
+    pub(crate) docs: Option<PathBuf>,
+    pub(crate) answerers: Vec<String>,
+    pub(crate) embedder: String,
+    pub(crate) top_k: Option<usize>,
+    pub(crate) answer_tokens: Option<u32>,
+    pub(crate) context_tokens: Option<usize>,
+    pub(crate) concurrency: usize,
+    pub(crate) excerpt_sentences: Option<usize>,
+    pub(crate) per_query: Option<PathBuf>,
+    pub(crate) json: bool,
+    pub(crate) baseline: Option<PathBuf>,
 }
 
 /// The answerer a name stands for (`reader` is started by the caller).
@@ -429,26 +324,6 @@ pub(crate) async fn run(a: AnswerArgs) -> Result<bool, Box<dyn std::error::Error
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn args(line: &str) -> Result<AnswerArgs, String> {
-        parse(line.split_whitespace().map(str::to_owned))
-    }
-
-    #[test]
-    fn parses_answerers_and_refuses_unknown_ones() {
-        let a = args("--answers --dataset d --answerers reader,extractive:1,grounded-openai --excerpt-sentences 3 --sample 50 --seed 7").unwrap();
-        assert_eq!(a.answerers, ["reader", "extractive:1", "grounded-openai"]);
-        assert_eq!(a.excerpt_sentences, Some(3));
-        assert_eq!((a.sample, a.seed), (Some(50), 7));
-        for bad in [
-            "--dataset d --answerers extractive:0",
-            "--dataset d --answerers grounded-nothing",
-            "--dataset d --excerpt-sentences 0",
-            "--answerers reader",
-        ] {
-            assert!(args(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn grounded_names_wrap_their_model_in_a_reader() {

@@ -214,6 +214,11 @@ impl Principal {
         }
     }
 
+    /// The one namespace this key is bound to, if any.
+    pub fn bound_namespace(&self) -> Option<&Namespace> {
+        self.namespace.as_ref()
+    }
+
     /// Whether this principal may see data of `ns` (for resources found by
     /// id, such as sessions: a mismatch is reported as `404`).
     pub fn may_access(&self, ns: &Namespace) -> bool {

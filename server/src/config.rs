@@ -50,6 +50,8 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitSettings,
     /// Backup and restore over HTTP (`/v1/admin/export`, `/v1/admin/import`).
     pub admin: AdminSettings,
+    /// The pages the server serves to a browser.
+    pub ui: UiSettings,
     /// API keys; none means the server is open (a warning is logged).
     pub keys: Vec<KeyConfig>,
 }
@@ -79,6 +81,7 @@ impl Default for ServerConfig {
             layers: LayersConfig::default(),
             rate_limit: RateLimitSettings::default(),
             admin: AdminSettings::default(),
+            ui: UiSettings::default(),
             keys: Vec::new(),
         }
     }
@@ -378,6 +381,22 @@ impl Default for AdminSettings {
     }
 }
 
+/// The pages served to a browser. Their assets are compiled into the
+/// binary: nothing is fetched at run time.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UiSettings {
+    /// The chat page at `/` and its assets under `/ui/` (`RAG_UI_CHAT`,
+    /// `true` or `false`); when off, both answer `404`.
+    pub chat: bool,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        Self { chat: true }
+    }
+}
+
 /// Server-side rate limits, per key and per client IP.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -506,6 +525,13 @@ impl ServerConfig {
         }
         if let Some(v) = var("RAG_RERANKER") {
             self.reranker.kind = v;
+        }
+        if let Some(v) = var("RAG_UI_CHAT") {
+            self.ui.chat = match v.trim() {
+                "true" | "1" | "on" => true,
+                "false" | "0" | "off" => false,
+                _ => return Err(format!("RAG_UI_CHAT must be true or false, got {v:?}")),
+            };
         }
         if let Some(v) = var("RAG_RATE_LIMIT_PER_KEY") {
             self.rate_limit.per_key_per_minute = num("RAG_RATE_LIMIT_PER_KEY", &v)?;

@@ -532,6 +532,7 @@ fn patch_requests(doc: &mut Value) {
         ("/v1/documents/{id}", "delete"),
         ("/v1/admin/export", "get"),
         ("/v1/admin/import", "post"),
+        ("/v1/sessions", "get"),
     ] {
         let p = param(doc, path, method, "namespace");
         set(doc, &p, nullable(schema_ref("Namespace")));
@@ -554,6 +555,15 @@ fn patch_requests(doc: &mut Value) {
         ),
         json!({"type": "string", "format": "binary"}),
     );
+    // The chat page's assets (when the page is served).
+    if doc.pointer(&op("/ui/{asset}", "get")).is_some() {
+        let p = param(doc, "/ui/{asset}", "get", "asset");
+        set(
+            doc,
+            &p,
+            json!({"type": "string", "enum": crate::routes::ui::asset_names()}),
+        );
+    }
     let p = param(doc, "/v1/documents", "get", "after");
     set(doc, &p, nullable(schema_ref("DocumentId")));
     for method in ["get", "delete"] {

@@ -2426,3 +2426,221 @@ async fn deployment_lance_groq_uploads_runs_end_to_end() {
     }
     assert!(limited, "60 requests a minute");
 }
+
+#[tokio::test]
+async fn the_chat_page_is_served_with_its_own_policy_and_can_be_turned_off() {
+    let s = Server::start(secured()).await;
+    // The page and its assets need no key (the data they show does).
+    let page = s.get("/", None).send().await.unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let html = page.text().await.unwrap();
+    // No inline script or style: the policy allows 'self' only.
+    assert!(csp.contains("script-src 'self'") && csp.contains("connect-src 'self'"));
+    assert!(!csp.contains("unsafe"), "{csp}");
+    assert!(html.contains(r#"<script src="/ui/app.js" defer></script>"#));
+    assert_eq!(
+        html.matches("<script").count(),
+        1,
+        "one script, no inline code"
+    );
+    assert!(
+        !html.contains("style=") && !html.contains("<style"),
+        "no inline style"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "nothing from elsewhere"
+    );
+    // The API keeps its strict policy.
+    let api = s.get("/health", None).send().await.unwrap();
+    assert_eq!(
+        api.headers()["content-security-policy"],
+        "default-src 'none'; frame-ancestors 'none'"
+    );
+
+    // Assets revalidate with their entity tag.
+    let js = s.get("/ui/app.js", None).send().await.unwrap();
+    assert_eq!(js.status(), StatusCode::OK);
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert_eq!(js.headers()["cache-control"], "no-cache");
+    let etag = js.headers()["etag"].to_str().unwrap().to_owned();
+    assert!(js.text().await.unwrap().contains("/v1/ask/stream"));
+    let again = s
+        .get("/ui/app.js", None)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    for (asset, kind) in [("app.css", "text/css"), ("icon.svg", "image/svg+xml")] {
+        let r = s.get(&format!("/ui/{asset}"), None).send().await.unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
+    }
+    let (status, body) = error_of(s.get("/ui/../Cargo.toml", None).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+    let (status, _) = error_of(s.get("/ui/secret.js", None).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // What the page reads first: without a key, 401; with one, the key's
+    // namespace, scopes and the upload limits.
+    let (status, _) = error_of(s.get("/v1/info", None).send().await.unwrap()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let info: Value = s
+        .get("/v1/info", Some(ACME_READ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["auth"], true);
+    assert_eq!(info["key"], "acme-read");
+    assert_eq!(info["namespace"], "acme");
+    assert_eq!(info["namespace_bound"], true);
+    assert_eq!(info["can_ingest"], false);
+    assert_eq!(info["sessions"], true);
+    assert_eq!(info["answerer"], "extractive");
+    assert_eq!(info["upload"]["max_file_bytes"], 1024 * 1024);
+    assert!(
+        info["upload"]["extensions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("md"))
+    );
+    let info: Value = s
+        .get("/v1/info", Some(ADMIN))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            &info["namespace"],
+            &info["namespace_bound"],
+            &info["can_ingest"]
+        ),
+        (&json!("default"), &json!(false), &json!(true))
+    );
+
+    // The sessions list: most recent first, one tenant's only.
+    let mut ids = Vec::new();
+    for title in ["first", "second"] {
+        let r: Value = s
+            .post(
+                "/v1/sessions",
+                Some(ACME_READ),
+                &json!({"metadata": {"title": title}}),
+            )
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        ids.push(r["id"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    s.post("/v1/sessions", Some(GLOBEX_INGEST), &json!({}))
+        .send()
+        .await
+        .unwrap();
+    let list: Value = s
+        .get("/v1/sessions", Some(ACME_READ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let titles: Vec<&str> = list["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["metadata"]["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["second", "first"]);
+    let one: Value = s
+        .get("/v1/sessions?limit=1", Some(ACME_READ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["sessions"][0]["id"], ids[1].as_str());
+    assert_eq!(one["sessions"].as_array().unwrap().len(), 1);
+    let (status, body) = error_of(
+        s.get("/v1/sessions?namespace=globex", Some(ACME_READ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, body) = error_of(
+        s.get("/v1/sessions?limit=0", Some(ACME_READ))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["field"], "limit");
+
+    // The document lists what is served, and the paths of what is not.
+    let doc: Value = s
+        .get("/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for p in ["/", "/ui/{asset}", "/v1/info"] {
+        assert!(doc["paths"][p].is_object(), "{p} missing from openapi.json");
+    }
+    assert!(doc["paths"]["/v1/sessions"]["get"].is_object());
+
+    let mut off = secured();
+    off.ui.chat = false;
+    let s = Server::start(off).await;
+    for path in ["/", "/ui/app.js"] {
+        let (status, _) = error_of(s.get(path, None).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let doc: Value = s
+        .get("/openapi.json", None)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["paths"].get("/").is_none() && doc["paths"].get("/ui/{asset}").is_none());
+    assert!(doc["paths"]["/v1/info"].is_object());
+}

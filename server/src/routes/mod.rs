@@ -6,6 +6,7 @@ pub mod documents;
 pub mod feedback;
 pub mod ops;
 pub mod sessions;
+pub mod ui;
 
 use std::time::{Duration, Instant};
 
@@ -205,7 +206,7 @@ pub fn app(state: AppState) -> Router {
         )
         .route("/ask", post(ask::ask))
         .route("/ask/stream", post(ask::ask_stream))
-        .route("/sessions", post(sessions::create))
+        .route("/sessions", post(sessions::create).get(sessions::list))
         .route(
             "/sessions/{id}",
             get(sessions::history).delete(sessions::delete),
@@ -216,6 +217,7 @@ pub fn app(state: AppState) -> Router {
             post(crate::openai_compat::chat_completions),
         )
         .route("/models", get(crate::openai_compat::models))
+        .route("/info", get(ui::info))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             crate::auth::authenticate,
@@ -244,7 +246,13 @@ pub fn app(state: AppState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
-        .route("/openapi.json", get(ops::openapi))
+        .route("/openapi.json", get(ops::openapi));
+    if cfg.ui.chat {
+        router = router
+            .route("/", get(ui::index))
+            .route("/ui/{asset}", get(ui::asset));
+    }
+    let mut router = router
         .fallback(no_route)
         .with_state(state)
         .layer(middleware::from_fn(record_metrics))

@@ -139,10 +139,11 @@ impl Modify for Security {
         super::documents::ingest, super::documents::upload, super::documents::list,
         super::documents::get_document, super::documents::delete,
         super::ask::ask, super::ask::ask_stream,
-        super::sessions::create, super::sessions::history, super::sessions::delete,
+        super::sessions::create, super::sessions::list, super::sessions::history, super::sessions::delete,
         super::feedback::submit,
         crate::openai_compat::chat_completions, crate::openai_compat::models,
         super::admin::export, super::admin::import,
+        super::ui::info, super::ui::index, super::ui::asset,
     ),
     components(schemas(crate::error::ErrorBody, super::ask::DeltaOut)),
     modifiers(&Security)
@@ -160,5 +161,13 @@ pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
     static OPEN: OnceLock<serde_json::Value> = OnceLock::new();
     let keys = !state.keys.is_empty();
     let doc = if keys { &KEYED } else { &OPEN };
-    Json(doc.get_or_init(|| crate::schema::document(keys)).clone())
+    let mut doc = doc.get_or_init(|| crate::schema::document(keys)).clone();
+    if !state.config.ui.chat {
+        // The pages are not served: the document does not offer them.
+        if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+            paths.remove("/");
+            paths.remove("/ui/{asset}");
+        }
+    }
+    Json(doc)
 }

@@ -8,7 +8,7 @@ use rag::{NewSession, SessionStore};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{ApiJson, ApiPath};
+use super::{ApiJson, ApiPath, ApiQuery};
 use crate::auth::{Principal, Scope};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::state::AppState;
@@ -112,6 +112,49 @@ pub async fn create(
     }
     let s = state.rag.create_session(new).await?;
     Ok((StatusCode::CREATED, Json(session_out(&s))))
+}
+
+/// Which sessions to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SessionListQuery {
+    /// The tenant; defaults to the key's namespace or `default`.
+    pub namespace: Option<String>,
+    /// How many, 1 to 1000 (default 50).
+    #[param(minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::schema::int_opt")]
+    pub limit: Option<usize>,
+}
+
+/// A namespace's sessions.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub struct SessionList {
+    /// Most recently updated first.
+    pub sessions: Vec<SessionOut>,
+}
+
+/// Lists a namespace's sessions, most recently updated first.
+#[utoipa::path(get, path = "/v1/sessions", tag = "sessions", operation_id = "list_sessions",
+    params(SessionListQuery),
+    responses((status = 200, body = SessionList), (status = 422, body = ErrorBody),
+        (status = 404, description = "sessions are not configured", body = ErrorBody)),
+    security(("api_key" = ["read"])))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(p): Extension<Principal>,
+    ApiQuery(q): ApiQuery<SessionListQuery>,
+) -> ApiResult<Json<SessionList>> {
+    p.require(Scope::Read)?;
+    let ns = p.namespace(q.namespace.as_deref())?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "limit must be 1 to 1000"));
+    }
+    let sessions = store(&state)?.list(&ns, limit).await?;
+    Ok(Json(SessionList {
+        sessions: sessions.iter().map(session_out).collect(),
+    }))
 }
 
 async fn owned(state: &AppState, p: &Principal, id: uuid::Uuid) -> ApiResult<rag::Session> {

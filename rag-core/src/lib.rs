@@ -11,6 +11,9 @@ pub mod embed;
 mod error;
 pub mod eval;
 pub mod filter;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 pub mod layers;
 pub mod memory;
 pub mod pipeline;

@@ -6,6 +6,9 @@ mod chat;
 mod config;
 mod embed;
 pub mod error;
+#[cfg(feature = "fuzz")]
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
 mod stream;
 

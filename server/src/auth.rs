@@ -145,6 +145,14 @@ impl KeyRing {
         self.keys.is_empty()
     }
 
+    /// Whether the request presents a configured key with the `admin`
+    /// scope (for `/ready`'s detail, outside the authenticated routes).
+    pub fn admits_admin(&self, headers: &HeaderMap) -> bool {
+        presented_key(headers)
+            .and_then(|k| self.find(k))
+            .is_some_and(|k| k.scopes.contains(&Scope::Admin))
+    }
+
     /// The key matching `presented`. Every configured key is compared, in
     /// constant time, so timing tells nothing about which one matched.
     fn find(&self, presented: &str) -> Option<&Key> {

@@ -53,6 +53,10 @@ pub struct ErrorDetail {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>)]
     pub param: Option<Option<String>>,
+    /// The request's id (its `x-request-id`), to quote when reporting the
+    /// error: the server's log has the detail under it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl ErrorDetail {
@@ -64,6 +68,7 @@ impl ErrorDetail {
             field: None,
             kind: None,
             param: None,
+            request_id: None,
         }
     }
 }
@@ -152,27 +157,101 @@ impl ApiError {
     }
 }
 
+/// An error and its sources, `: `-separated, for the log.
+struct Chain<'a>(&'a rag::Error);
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = std::error::Error::source(self.0);
+        while let Some(s) = source {
+            write!(f, ": {s}")?;
+            source = s.source();
+        }
+        Ok(())
+    }
+}
+
+/// The error that decided the outcome: the last attempt's, through retry
+/// layers.
+fn innermost(e: &rag::Error) -> &rag::Error {
+    match e {
+        rag::Error::RetriesExhausted { last, .. } => innermost(last),
+        e => e,
+    }
+}
+
 impl From<rag::Error> for ApiError {
+    /// Errors about the request itself keep their message; errors of the
+    /// backends get a stable code and a plain message, and their detail
+    /// (upstream URLs, hosts, SQL, paths, library error chains) goes to the
+    /// log only, under the request's id.
     fn from(e: rag::Error) -> Self {
         use rag::Error as E;
-        let (status, code) = match &e {
-            E::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input"),
-            E::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found"),
-            E::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported"),
-            E::ContextLengthExceeded { .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, "context_length_exceeded")
-            }
-            E::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "upstream_rate_limited"),
-            E::Unauthorized { .. } => (StatusCode::BAD_GATEWAY, "upstream_unauthorized"),
-            E::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-            E::CircuitOpen { .. } => (StatusCode::SERVICE_UNAVAILABLE, "circuit_open"),
-            E::Overloaded { .. } => (StatusCode::SERVICE_UNAVAILABLE, "model_busy"),
-            _ => (StatusCode::BAD_GATEWAY, "backend_error"),
+        let (status, code, message): (StatusCode, &'static str, Option<&str>) = match innermost(&e)
+        {
+            E::InvalidInput { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", None),
+            E::NotFound { .. } => (StatusCode::NOT_FOUND, "not_found", None),
+            E::Unsupported { .. } => (StatusCode::NOT_IMPLEMENTED, "unsupported", None),
+            E::ContextLengthExceeded { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "context_length_exceeded",
+                None,
+            ),
+            E::RateLimited { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "upstream_rate_limited",
+                Some("a provider the server depends on is limiting its requests; retry later"),
+            ),
+            E::Unauthorized { .. } => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_unauthorized",
+                Some(
+                    "a provider refused the server's credentials; the server's operator must fix its configuration",
+                ),
+            ),
+            E::Timeout { .. } => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_timeout",
+                Some("a backend the server depends on did not answer in time; retry later"),
+            ),
+            E::CircuitOpen { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "circuit_open",
+                Some(
+                    "a backend the server depends on is failing and is rested for a while; retry later",
+                ),
+            ),
+            E::Overloaded { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "model_busy",
+                Some("the model is busy with other questions; retry later"),
+            ),
+            E::Corrupt { .. } => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                Some("the server found stored data it cannot read; its operator has the detail"),
+            ),
+            E::Cancelled(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "cancelled",
+                Some("the request was cancelled (the server is shutting down?); retry"),
+            ),
+            _ => (
+                StatusCode::BAD_GATEWAY,
+                "backend_error",
+                Some("a backend the server depends on failed; retry later"),
+            ),
         };
-        let mut out = Self::new(status, code, e.to_string());
+        let mut out = Self::new(
+            status,
+            code,
+            message.map_or_else(|| e.to_string(), str::to_owned),
+        );
         out.retry_after = e.retry_after();
-        if status.is_server_error() {
-            tracing::warn!(kind = e.kind(), status = status.as_u16(), "request failed");
+        if message.is_some() {
+            // The span of the request carries its id.
+            tracing::warn!(kind = e.kind(), code, status = status.as_u16(), error = %Chain(&e), "request failed");
         }
         out
     }
@@ -199,6 +278,7 @@ impl IntoResponse for ApiError {
                 field: self.field,
                 kind,
                 param,
+                request_id: None,
             },
         };
         let mut resp = (self.status, Json(body)).into_response();

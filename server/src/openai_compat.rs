@@ -120,9 +120,10 @@ fn finish(r: rag::FinishReason) -> &'static str {
 pub async fn chat_completions(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     req: Result<ApiJson<ChatCompletionRequest>, ApiError>,
 ) -> Response {
-    match chat(&state, &p, req).await {
+    match chat(&state, &p, crate::routes::request_id(&headers), req).await {
         Ok(r) => r,
         Err(e) => e.openai().into_response(),
     }
@@ -131,6 +132,7 @@ pub async fn chat_completions(
 async fn chat(
     state: &AppState,
     p: &Principal,
+    request_id: Option<String>,
     req: Result<ApiJson<ChatCompletionRequest>, ApiError>,
 ) -> ApiResult<Response> {
     let ApiJson(req) = req?;
@@ -169,7 +171,7 @@ async fn chat(
     let created = now();
     if req.stream.unwrap_or(false) {
         let stream = state.rag.ask_stream(ask).await?;
-        return Ok(Sse::new(chunks(stream, id, created))
+        return Ok(Sse::new(chunks(stream, id, created, request_id))
             .keep_alive(KeepAlive::default())
             .into_response());
     }
@@ -220,6 +222,7 @@ fn chunks(
     stream: rag::AskStream,
     id: String,
     created: i64,
+    request_id: Option<String>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let first = chunk(
         &id,
@@ -230,6 +233,7 @@ fn chunks(
     );
     let body = stream.filter_map(move |item| {
         let id = id.clone();
+        let request_id = request_id.clone();
         async move {
             match item {
                 Ok(AskEvent::Sources(_)) => None,
@@ -256,7 +260,8 @@ fn chunks(
                         Event::default().data(
                             serde_json::json!({"error": {
                                 "code": e.code, "message": e.message,
-                                "type": "server_error", "param": null
+                                "type": "server_error", "param": null,
+                                "request_id": request_id,
                             }})
                             .to_string(),
                         ),

@@ -189,9 +189,23 @@ impl Splitter {
         let hash = doc.content_hash();
         let metadata = doc.metadata();
         let ids = ChunkIdDeriver::new(doc.id(), hash);
-        spans
+        let mut spans: Vec<(usize, &str)> = spans
             .into_iter()
             .filter(|(_, s)| !s.trim().is_empty())
+            .collect();
+        // With overlap and trimming, the splitter can start a chunk before
+        // the previous one and leave a chunk inside its neighbour (found by
+        // fuzzing): keep chunks in order of their start, and drop one that
+        // another contains (it would be embedded and retrieved twice).
+        spans.sort_by_key(|(offset, s)| (*offset, std::cmp::Reverse(s.len())));
+        let mut end = 0;
+        spans.retain(|(offset, s)| {
+            let keep = offset + s.len() > end;
+            end = end.max(offset + s.len());
+            keep
+        });
+        spans
+            .into_iter()
             .enumerate()
             .map(|(i, (offset, s))| {
                 let position = u32::try_from(i).unwrap_or(u32::MAX);

@@ -318,8 +318,9 @@ pub struct DeltaOut {
 /// (or `error`).
 pub fn sse_events(
     stream: rag::AskStream,
+    request_id: Option<String>,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
-    stream.map(|item| {
+    stream.map(move |item| {
         let event = match item {
             Ok(AskEvent::Sources(s)) => Event::default()
                 .event("sources")
@@ -332,9 +333,9 @@ pub fn sse_events(
                 .json_data(answer_out(&answer)),
             Err(e) => {
                 let e = ApiError::from(e);
-                Event::default()
-                    .event("error")
-                    .json_data(crate::error::ErrorDetail::new(e.code, e.message))
+                let mut detail = crate::error::ErrorDetail::new(e.code, e.message);
+                detail.request_id.clone_from(&request_id);
+                Event::default().event("error").json_data(detail)
             }
         };
         Ok(event.unwrap_or_else(|_| {
@@ -356,9 +357,10 @@ pub fn sse_events(
 pub async fn ask_stream(
     State(state): State<AppState>,
     Extension(p): Extension<Principal>,
+    headers: axum::http::HeaderMap,
     ApiJson(req): ApiJson<AskRequest>,
 ) -> ApiResult<Sse<impl Stream<Item = Result<Event, Infallible>>>> {
     let ask = build_ask(&state, &p, req).await?;
     let stream = state.rag.ask_stream(ask).await?;
-    Ok(Sse::new(sse_events(stream)).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(sse_events(stream, super::request_id(&headers))).keep_alive(KeepAlive::default()))
 }

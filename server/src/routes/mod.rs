@@ -15,7 +15,7 @@ use axum::extract::{FromRequest, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Router, extract::DefaultBodyLimit};
 use serde::de::DeserializeOwned;
@@ -163,7 +163,6 @@ async fn record_metrics(req: Request, next: Next) -> Response {
 
 /// Turns tower-http's plain `413` and `504` into the JSON error body.
 async fn json_errors(req: Request, next: Next) -> Response {
-    use axum::response::IntoResponse;
     let resp = next.run(req).await;
     let plain = resp
         .headers()
@@ -182,6 +181,54 @@ async fn json_errors(req: Request, next: Next) -> Response {
         .into_response(),
         _ => resp,
     }
+}
+
+/// The request's id (`x-request-id`, set by the outermost layer).
+pub fn request_id(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Adds the request's id to every JSON error body (`error.request_id`), so
+/// a client can quote it and an operator find the detail in the log.
+async fn error_request_ids(req: Request, next: Next) -> Response {
+    let id = request_id(req.headers());
+    let resp = next.run(req).await;
+    let Some(id) = id else { return resp };
+    let is_json_error = (resp.status().is_client_error() || resp.status().is_server_error())
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(is_json_media_type);
+    if !is_json_error {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    // Error bodies are small; a larger one is passed on untouched.
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "an error body was too large",
+        )
+        .into_response();
+    };
+    let mut v: serde_json::Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, axum::body::Body::from(bytes)),
+    };
+    if let Some(e) = v
+        .get_mut("error")
+        .and_then(serde_json::Value::as_object_mut)
+    {
+        e.insert("request_id".into(), serde_json::Value::String(id));
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&v).map_or(bytes, Bytes::from);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// `404` with the JSON error body, for paths no route serves.
@@ -302,6 +349,7 @@ pub fn app(state: AppState) -> Router {
         ));
     }
     router
+        .layer(middleware::from_fn(error_request_ids))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(
             TraceLayer::new_for_http().make_span_with(|req: &Request| {

@@ -15,7 +15,8 @@ use crate::state::AppState;
 pub struct Status {
     /// `ok` or `unavailable`.
     pub status: String,
-    /// Each dependency's state (`ok` or why not), for `/ready`.
+    /// Each dependency's state (`ok` or why not), for `/ready` with an
+    /// `admin` key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checks: Vec<Check>,
 }
@@ -39,9 +40,14 @@ pub async fn health() -> Json<Status> {
 }
 
 /// Readiness: the store, the session store and the LLM are reachable.
+/// Everyone gets `ok` or `unavailable`; each check's state (and why it
+/// fails) is shown only to a request with an `admin` key, and logged.
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses((status = 200, body = Status), (status = 503, body = Status)))]
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Status>) {
+pub async fn ready(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> (StatusCode, Json<Status>) {
     let mut checks = Vec::new();
     let mut ok = true;
     let mut push = |name: &str, r: Result<(), String>| {
@@ -90,6 +96,12 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Status>) 
         }
     };
     push("llm", llm);
+    for c in checks.iter().filter(|c| c.status != "ok") {
+        tracing::warn!(check = %c.name, error = %c.status, "not ready");
+    }
+    if !state.keys.admits_admin(&headers) {
+        checks.clear();
+    }
     let status = if ok {
         StatusCode::OK
     } else {

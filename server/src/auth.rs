@@ -257,8 +257,15 @@ pub struct Limits {
     per_ip: Option<KeyedLimiter<IpAddr>>,
     per_session: Option<KeyedLimiter<uuid::Uuid>>,
     asks_per_key: Option<KeyedLimiter<Arc<str>>>,
+    auth_failures: Option<KeyedLimiter<IpAddr>>,
+    /// IPs whose failed-authentication budget is spent, until when.
+    blocked: std::sync::Mutex<std::collections::HashMap<IpAddr, std::time::Instant>>,
     clock: DefaultClock,
 }
+
+/// Most IPs remembered as blocked at once; past it a new one is not
+/// recorded (its failures are still limited by its bucket).
+const MAX_BLOCKED_IPS: usize = 100_000;
 
 impl fmt::Debug for Limits {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -284,6 +291,8 @@ impl Limits {
             per_ip: quota(ip_per_minute, ip_burst).map(RateLimiter::keyed),
             per_session: None,
             asks_per_key: None,
+            auth_failures: None,
+            blocked: std::sync::Mutex::default(),
             clock: DefaultClock::default(),
         }
     }
@@ -300,6 +309,84 @@ impl Limits {
     pub fn with_asks_per_key(mut self, per_minute: u32) -> Self {
         self.asks_per_key = quota(per_minute, 0).map(RateLimiter::keyed);
         self
+    }
+
+    /// Limits requests with a missing or unknown key to `per_minute` per
+    /// client IP (`0` for none).
+    #[must_use]
+    pub fn with_auth_failures_per_ip(mut self, per_minute: u32) -> Self {
+        self.auth_failures = quota(per_minute, 0).map(RateLimiter::keyed);
+        self
+    }
+
+    /// `429` while `ip` has spent its failed-authentication budget. Checked
+    /// before the presented key is looked at, so a blocked client learns
+    /// nothing about its guesses, right or wrong.
+    fn check_blocked(&self, ip: IpAddr) -> ApiResult<()> {
+        let blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        match blocked.get(&ip) {
+            Some(until) => match until.checked_duration_since(std::time::Instant::now()) {
+                Some(wait) if !wait.is_zero() => {
+                    metrics::counter!("rag_server_rate_limited_total").increment(1);
+                    Err(ApiError::rate_limited(wait.max(Duration::from_secs(1))))
+                }
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failed authentication from `ip`; when that spends its
+    /// budget the IP is blocked until the budget has a token again, and the
+    /// `429` to answer is returned.
+    fn record_auth_failure(&self, ip: IpAddr) -> Option<ApiError> {
+        let limiter = self.auth_failures.as_ref()?;
+        if let Err(not_until) = limiter.check_key(&ip) {
+            let wait = not_until.wait_time_from(self.clock.now());
+            let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+            if blocked.len() < MAX_BLOCKED_IPS || blocked.contains_key(&ip) {
+                blocked.insert(ip, std::time::Instant::now() + wait);
+            }
+            metrics::counter!("rag_server_auth_blocked_total").increment(1);
+            tracing::warn!(%ip, "too many requests with an unknown API key: blocked for a while");
+            return Some(ApiError::rate_limited(wait.max(Duration::from_secs(1))));
+        }
+        None
+    }
+
+    /// Forgets clients whose buckets are full again and blocks that have
+    /// ended, so the limiters hold the clients of the last minute or so, not
+    /// every client ever seen. The server calls it every 30 seconds.
+    pub fn sweep(&self) {
+        fn sweep_one<K: Clone + std::hash::Hash + Eq>(l: Option<&KeyedLimiter<K>>) {
+            if let Some(l) = l {
+                l.retain_recent();
+                l.shrink_to_fit();
+            }
+        }
+        sweep_one(self.per_key.as_ref());
+        sweep_one(self.per_ip.as_ref());
+        sweep_one(self.per_session.as_ref());
+        sweep_one(self.asks_per_key.as_ref());
+        sweep_one(self.auth_failures.as_ref());
+        let now = std::time::Instant::now();
+        let mut blocked = self.blocked.lock().unwrap_or_else(|e| e.into_inner());
+        blocked.retain(|_, until| *until > now);
+        blocked.shrink_to_fit();
+    }
+
+    /// How many clients (keys, IPs, sessions, blocked IPs) the limiters
+    /// remember now.
+    pub fn tracked(&self) -> usize {
+        fn len<K: Clone + std::hash::Hash + Eq>(l: Option<&KeyedLimiter<K>>) -> usize {
+            l.map_or(0, |l| l.len())
+        }
+        len(self.per_key.as_ref())
+            + len(self.per_ip.as_ref())
+            + len(self.per_session.as_ref())
+            + len(self.asks_per_key.as_ref())
+            + len(self.auth_failures.as_ref())
+            + self.blocked.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Takes one question from the key's question budget: `429` with
@@ -344,6 +431,11 @@ pub async fn authenticate(
     let principal = if state.keys.is_empty() {
         Principal::anonymous()
     } else {
+        if let Err(e) = state.limits.check_blocked(peer.ip()) {
+            return e.into_response();
+        }
+        // A missing key is not a guess (the chat page asks before its user
+        // has typed one): only unknown keys spend the failure budget.
         let Some(presented) = presented_key(req.headers()) else {
             return ApiError::unauthorized(
                 "missing API key: send `Authorization: Bearer <key>` or `X-API-Key`",
@@ -352,6 +444,9 @@ pub async fn authenticate(
         };
         let Some(key) = state.keys.find(presented) else {
             tracing::info!(ip = %peer.ip(), "rejected an unknown API key");
+            if let Some(blocked) = state.limits.record_auth_failure(peer.ip()) {
+                return blocked.into_response();
+            }
             return ApiError::unauthorized("invalid API key").into_response();
         };
         Principal {

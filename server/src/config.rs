@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
     /// How long shutdown waits for in-flight requests and streams, in seconds.
     pub shutdown_timeout_secs: u64,
+    /// How long a client may take to send a request's headers, in seconds;
+    /// the connection is closed after (`RAG_HEADER_TIMEOUT_SECS`).
+    pub header_timeout_secs: u64,
     /// Largest request body, in bytes; larger gets `413` (`RAG_BODY_LIMIT_BYTES`).
     pub body_limit_bytes: usize,
     /// Largest uploaded file, in bytes; larger gets `413`.
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             bind: "127.0.0.1:8080".into(),
             request_timeout_secs: 60,
             shutdown_timeout_secs: 20,
+            header_timeout_secs: 10,
             body_limit_bytes: 2 * 1024 * 1024,
             upload_max_file_bytes: 1024 * 1024,
             upload_extensions: [
@@ -417,6 +421,10 @@ pub struct RateLimitSettings {
     /// `/v1/chat/completions`), on top of `per_key_per_minute`; `0` for
     /// none.
     pub asks_per_key_per_minute: u32,
+    /// Requests with a missing or unknown API key allowed per minute from
+    /// one client IP; past it the IP gets `429` (whatever key it sends)
+    /// until its budget refills; `0` for none.
+    pub auth_failures_per_ip_per_minute: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -428,6 +436,7 @@ impl Default for RateLimitSettings {
             per_ip_burst: 0,
             per_session_per_minute: 0,
             asks_per_key_per_minute: 0,
+            auth_failures_per_ip_per_minute: 10,
         }
     }
 }
@@ -456,6 +465,9 @@ impl ServerConfig {
         }
         if let Some(v) = var("RAG_BIND") {
             self.bind = v;
+        }
+        if let Some(v) = var("RAG_HEADER_TIMEOUT_SECS") {
+            self.header_timeout_secs = num("RAG_HEADER_TIMEOUT_SECS", &v)?;
         }
         if let Some(v) = var("RAG_REQUEST_TIMEOUT_SECS") {
             self.request_timeout_secs = num("RAG_REQUEST_TIMEOUT_SECS", &v)?;
@@ -663,8 +675,14 @@ impl ServerConfig {
         if self.admin.max_import_bytes == 0 || self.admin.timeout_secs == 0 {
             return Err("admin.max_import_bytes and admin.timeout_secs must be positive".into());
         }
-        if self.body_limit_bytes == 0 || self.request_timeout_secs == 0 {
-            return Err("body_limit_bytes and request_timeout_secs must be positive".into());
+        if self.body_limit_bytes == 0
+            || self.request_timeout_secs == 0
+            || self.header_timeout_secs == 0
+        {
+            return Err(
+                "body_limit_bytes, request_timeout_secs and header_timeout_secs must be positive"
+                    .into(),
+            );
         }
         if self.layers.retry_attempts == 0 {
             return Err("layers.retry_attempts must be at least 1".into());

@@ -248,7 +248,9 @@ impl From<rag::Error> for ApiError {
             code,
             message.map_or_else(|| e.to_string(), str::to_owned),
         );
-        out.retry_after = e.retry_after();
+        // The wait a wrapped error (retries exhausted on an open breaker,
+        // say) carries counts too.
+        out.retry_after = e.retry_after().or_else(|| innermost(&e).retry_after());
         if message.is_some() {
             // The span of the request carries its id.
             tracing::warn!(kind = e.kind(), code, status = status.as_u16(), error = %Chain(&e), "request failed");

@@ -24,37 +24,107 @@ pub use state::AppState;
 /// Serves `state` on `listener` until `shutdown` resolves, then lets
 /// in-flight requests and streams finish for up to the configured shutdown
 /// deadline. Returns whether they all finished in time.
+///
+/// Connections are served by hyper directly (HTTP/1.1 and HTTP/2) rather
+/// than by `axum::serve`, which sets no timer: without one a client that
+/// never finishes its request headers holds its connection for ever. Here
+/// the headers must arrive within `header_timeout_secs`; a body that
+/// trickles in is bounded by the request deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<bool> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use tower::ServiceExt as _;
+
     let deadline = Duration::from_secs(state.config.shutdown_timeout_secs);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let router = app(state);
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
+    let header_timeout = Duration::from_secs(state.config.header_timeout_secs);
+    // Rate-limit buckets of clients gone quiet are forgotten, so memory
+    // follows the clients of the last minute, not every client ever seen.
+    let limits = state.limits.clone();
+    let sweeper = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tick.tick().await;
+            limits.sweep();
+        }
     });
-    let mut server = std::pin::pin!(server.into_future());
-    tokio::select! {
-        r = &mut server => { r?; return Ok(true); }
-        _ = rx => {}
+    let router = app(state);
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    // Each connection task holds a clone of `done`; once the listener is
+    // closed and every clone dropped, `all_done` resolves.
+    let (done, mut all_done) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait, as
+                    // axum::serve does, instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = router.clone().map_request(
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo::<SocketAddr>(peer));
+                req.map(axum::body::Body::new)
+            },
+        );
+        let service = hyper_util::service::TowerToHyperService::new(service);
+        let builder = builder.clone();
+        let done = done.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+            let mut conn = std::pin::pin!(conn);
+            let stopping = async move {
+                // The guard `wait_for` returns is not `Send`: drop it here.
+                let _ = stop.wait_for(|s| *s).await.map(|_| ());
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stopping => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(done);
+        });
     }
+    drop(listener);
+    sweeper.abort();
     tracing::info!(
         deadline_secs = deadline.as_secs(),
         "shutting down: finishing in-flight requests"
     );
-    match tokio::time::timeout(deadline, server).await {
-        Ok(r) => r.map(|()| true),
-        Err(_) => {
-            tracing::warn!("shutdown deadline passed with requests still in flight");
-            Ok(false)
-        }
+    let _ = stop_tx.send(true);
+    drop(done);
+    if tokio::time::timeout(deadline, all_done.recv())
+        .await
+        .is_ok()
+    {
+        Ok(true)
+    } else {
+        tracing::warn!("shutdown deadline passed with requests still in flight");
+        Ok(false)
     }
 }
 

@@ -1,20 +1,29 @@
-//! A bounded load run against `POST /v1/ask`: 100 concurrent clients, a fixed
-//! number of requests, loopback only. Reports requests/s, p50/p95/p99 and
-//! errors.
+//! A load run and soak against `POST /v1/ask`: concurrent clients on
+//! loopback for a number of requests or a duration. Reports requests/s,
+//! p50/p95/p99, errors and (in-process) resident memory over time.
 //!
 //! ```text
 //! cargo run --release -p rag-server --bin server-load
 //! cargo run --release -p rag-server --bin server-load -- --requests 20000 --clients 100
 //! cargo run --release -p rag-server --bin server-load -- --url http://127.0.0.1:8080
+//! # the soak: 100 clients for 10 minutes on the local embedder and LanceDB
+//! cargo run --release -p rag-server --bin server-load -- --duration 600 --embedder local --store lance
 //! ```
 //!
-//! Without `--url` it starts the server in-process on `127.0.0.1:0` with the
-//! in-memory store (`--lance` uses the default LanceDB store, in a temporary
-//! directory), `HashEmbedder`, extractive answers, answer cache off so
-//! every request runs the pipeline (`--cache` turns it on as in the server's
-//! default configuration), and ingests this
-//! workspace's Markdown docs first. With `--url` it only sends questions
-//! (ingest something first).
+//! Without `--url` it starts the server in-process on `127.0.0.1:0` and
+//! ingests this workspace's Markdown docs first: `--store memory` (default),
+//! `lance` (a temporary directory; `--lance` for short) or `pgvector`
+//! (`--pg-url`, else `RAG_TEST_PG_URL`, in tables of its own); `--embedder
+//! hash` (default: the server's own overhead) or `local` (the real local
+//! embedder); extractive answers; answer cache off so every request runs the
+//! pipeline (`--cache` turns it on as in the server's default configuration).
+//! With `--url` it only sends questions (ingest something first).
+//!
+//! With `--duration` it samples the process's resident memory every second
+//! and compares the end with the sample taken after the warm-up
+//! (`--warmup`, default a fifth of the run); it exits with status 1 when a
+//! request failed or memory grew more than `--max-rss-growth` percent
+//! (default 10).
 
 #![allow(clippy::print_stdout)]
 
@@ -61,54 +70,93 @@ fn pct(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1000.0
 }
 
+/// This process's resident memory, in MiB (Linux; `None` elsewhere).
+fn rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Starts the server in-process as the arguments say; its base URL.
+async fn start_server(args: &[String]) -> Result<String, Box<dyn std::error::Error>> {
+    let mut cfg = ServerConfig::default();
+    cfg.embedder.kind = arg(args, "--embedder", "hash".to_owned());
+    cfg.llm.kind = "extractive".into();
+    cfg.reranker.kind = "none".into();
+    let mut store = arg(args, "--store", "memory".to_owned());
+    if args.iter().any(|a| a == "--lance") {
+        store = "lance".into();
+    }
+    let unique = format!("rag_load_{}", std::process::id());
+    match store.as_str() {
+        "memory" => cfg.store.kind = "memory".into(),
+        "lance" => cfg.store.path = Some(std::env::temp_dir().join(&unique)),
+        "pgvector" => {
+            let url = Some(arg(args, "--pg-url", String::new()))
+                .filter(|u| !u.is_empty())
+                .or_else(|| std::env::var("RAG_TEST_PG_URL").ok())
+                .ok_or("--store pgvector needs --pg-url or RAG_TEST_PG_URL")?;
+            cfg.store.kind = "pgvector".into();
+            cfg.store.url = Some(url);
+            cfg.store.table_prefix = Some(unique.clone());
+            cfg.sessions.kind = "memory".into();
+        }
+        other => return Err(format!("unknown --store {other}").into()),
+    }
+    if !args.iter().any(|a| a == "--cache") {
+        cfg.layers.answer_cache_entries = 0;
+    }
+    cfg.rate_limit.per_key_per_minute = 0;
+    let state = AppState::build(cfg).await?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let loaded = load_path(&root, &LoadOptions::default().with_extensions(["md"]))?;
+    let report = state.rag.ingest_many(loaded.documents).await;
+    println!(
+        "store {store}, embedder {}: ingested {} documents ({} chunks) in {:.0} ms",
+        state.config.embedder.kind,
+        report.added.len(),
+        report.chunks_written,
+        report.elapsed.as_secs_f64() * 1000.0
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(rag_server::serve(listener, state, std::future::pending()));
+    Ok(format!("http://{addr}"))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let requests: usize = arg(&args, "--requests", 10_000);
+    let duration: Option<Duration> = Some(arg(&args, "--duration", 0.0f64))
+        .filter(|d| *d > 0.0)
+        .map(Duration::from_secs_f64);
+    let requests: usize = if duration.is_some() {
+        usize::MAX
+    } else {
+        arg(&args, "--requests", 10_000)
+    };
     let clients: usize = arg(&args, "--clients", 100);
+    let max_growth: f64 = arg(&args, "--max-rss-growth", 10.0);
     let url: Option<String> = arg(&args, "--url", String::new()).into();
     let _ = rustls::crypto::ring::default_provider().install_default();
 
     let base = match url.filter(|u| !u.is_empty()) {
         Some(u) => u,
-        None => {
-            let mut cfg = ServerConfig::default();
-            // The server's own overhead: no model work.
-            cfg.embedder.kind = "hash".into();
-            cfg.llm.kind = "extractive".into();
-            cfg.reranker.kind = "none".into();
-            let lance_dir = std::env::temp_dir().join(format!("rag-load-{}", std::process::id()));
-            if args.iter().any(|a| a == "--lance") {
-                cfg.store.path = Some(lance_dir);
-            } else {
-                cfg.store.kind = "memory".into();
-            }
-            if !args.iter().any(|a| a == "--cache") {
-                cfg.layers.answer_cache_entries = 0;
-            }
-            cfg.rate_limit.per_key_per_minute = 0;
-            let state = AppState::build(cfg).await?;
-            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-            let loaded = load_path(&root, &LoadOptions::default().with_extensions(["md"]))?;
-            let report = state.rag.ingest_many(loaded.documents).await;
-            println!(
-                "ingested {} documents ({} chunks) in {:.0} ms",
-                report.added.len(),
-                report.chunks_written,
-                report.elapsed.as_secs_f64() * 1000.0
-            );
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-            let addr = listener.local_addr()?;
-            tokio::spawn(rag_server::serve(listener, state, std::future::pending()));
-            format!("http://{addr}")
-        }
+        None => start_server(&args).await?,
     };
 
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(clients)
         .build()?;
     let endpoint = format!("{base}/v1/ask");
-    // Warm up: one request per client connection.
+    // Warm up: each question once.
     for q in QUESTIONS {
         client
             .post(&endpoint)
@@ -121,6 +169,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let deadline = duration.map(|d| started + d);
+    // Resident memory every second while a timed run lasts.
+    let sampler = tokio::spawn(async move {
+        let mut samples = Vec::new();
+        if deadline.is_none() {
+            return samples;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        while deadline.is_some_and(|d| Instant::now() < d) {
+            tick.tick().await;
+            if let Some(m) = rss_mib() {
+                samples.push((started.elapsed().as_secs_f64(), m));
+            }
+        }
+        samples
+    });
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
         let (client, endpoint, next, errors) = (
@@ -133,7 +197,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let mut latencies = Vec::new();
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= requests {
+                if i >= requests || deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
                 }
                 let body = serde_json::json!({ "question": QUESTIONS[i % QUESTIONS.len()] });
@@ -150,12 +214,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             latencies
         }));
     }
-    let mut all = Vec::with_capacity(requests);
+    let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await?);
     }
     let elapsed = started.elapsed();
+    let samples = sampler.await?;
     all.sort();
+    let errors = errors.load(Ordering::Relaxed);
     println!(
         "{} requests, {} clients, {:.2} s: {:.0} req/s | p50 {:.1} ms | p95 {:.1} ms | p99 {:.1} ms | max {:.1} ms | errors {}",
         all.len(),
@@ -166,7 +232,29 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         pct(&all, 0.95),
         pct(&all, 0.99),
         all.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-        errors.load(Ordering::Relaxed)
+        errors
     );
+    let mut failed = errors > 0;
+    if let (Some(d), false) = (duration, samples.is_empty()) {
+        let warmup = arg(&args, "--warmup", d.as_secs_f64() / 5.0);
+        let after = samples
+            .iter()
+            .find(|(t, _)| *t >= warmup)
+            .or(samples.last())
+            .map_or(0.0, |s| s.1);
+        let end = samples.last().map_or(0.0, |s| s.1);
+        let peak = samples.iter().map(|s| s.1).fold(0.0, f64::max);
+        let growth = (end - after) / after * 100.0;
+        println!(
+            "resident memory (server and clients, one process): {after:.1} MiB after {warmup:.0} s of warm-up, {end:.1} MiB at the end ({growth:+.1}%), peak {peak:.1} MiB"
+        );
+        if growth > max_growth {
+            println!("memory grew more than {max_growth}% after the warm-up");
+            failed = true;
+        }
+    }
+    if failed {
+        std::process::exit(1);
+    }
     Ok(())
 }

@@ -49,6 +49,10 @@ pub struct AppState {
     /// The embedded reader's llama-server child, for `llm.kind` `reader`
     /// (or `auto` when it is there); it stops when the last state is dropped.
     pub reader: Option<Arc<crate::llama::LlamaServer>>,
+    /// Held while a session is counted and created under
+    /// `sessions.max_per_namespace`, so concurrent requests cannot
+    /// overshoot the cap between the count and the creation.
+    pub session_creation: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// The process-wide Prometheus recorder (installed once).
@@ -655,7 +659,8 @@ impl AppState {
             r.per_ip_burst,
         )
         .with_per_session(r.per_session_per_minute)
-        .with_asks_per_key(r.asks_per_key_per_minute);
+        .with_asks_per_key(r.asks_per_key_per_minute)
+        .with_auth_failures_per_ip(r.auth_failures_per_ip_per_minute);
         Ok(Self {
             rag,
             keys: Arc::new(keys),
@@ -667,6 +672,7 @@ impl AppState {
             llm_kind: llm_kind.into(),
             llm_probe: Arc::default(),
             reader: None,
+            session_creation: Arc::default(),
             config: Arc::new(config),
         })
     }

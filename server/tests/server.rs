@@ -13,6 +13,13 @@ use rag_server::{AppState, ServerConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+// Further suites, in files of their own under tests/server/ (one test
+// binary: linking another costs minutes on two cores).
+#[path = "server/abuse.rs"]
+mod abuse;
+#[path = "server/faults.rs"]
+mod faults;
+
 const ADMIN: &str = "admin-key-0123456789";
 const ADMIN_NEW: &str = "admin-key-rotated-9876";
 const ACME_READ: &str = "acme-read-key";
@@ -59,6 +66,32 @@ impl Server {
 
     fn post(&self, path: &str, key: Option<&str>, body: &Value) -> reqwest::RequestBuilder {
         let r = self.client.post(self.url(path)).json(body);
+        match key {
+            Some(k) => r.bearer_auth(k),
+            None => r,
+        }
+    }
+
+    /// `GET path`, its body as JSON.
+    async fn get_json(&self, path: &str, key: Option<&str>) -> Value {
+        let r = self.get(path, key).send().await.unwrap();
+        r.json().await.expect("a JSON body")
+    }
+
+    /// `GET path`, its body as text.
+    async fn get_text(&self, path: &str, key: Option<&str>) -> String {
+        let r = self.get(path, key).send().await.unwrap();
+        r.text().await.expect("a text body")
+    }
+
+    /// `POST path` with `body`, the reply as JSON.
+    async fn post_json(&self, path: &str, key: Option<&str>, body: &Value) -> Value {
+        let r = self.post(path, key, body).send().await.unwrap();
+        r.json().await.expect("a JSON body")
+    }
+
+    fn delete(&self, path: &str, key: Option<&str>) -> reqwest::RequestBuilder {
+        let r = self.client.delete(self.url(path));
         match key {
             Some(k) => r.bearer_auth(k),
             None => r,

@@ -78,8 +78,12 @@ pub struct IngestFailureOut {
     pub id: String,
     /// Its source.
     pub source: String,
-    /// Why.
+    /// Why, in plain words (a backend's detail is in the server's log,
+    /// under the request id).
     pub error: String,
+    /// A stable code, as in error bodies (`invalid_input`,
+    /// `backend_error`, `upstream_timeout`, …).
+    pub code: String,
 }
 
 fn report_out(ns: &Namespace, requested: Vec<String>, r: IngestReport) -> IngestResponse {
@@ -99,10 +103,15 @@ fn report_out(ns: &Namespace, requested: Vec<String>, r: IngestReport) -> Ingest
         failed: r
             .failed
             .into_iter()
-            .map(|f| IngestFailureOut {
-                id: f.document_id.as_str().to_owned(),
-                source: f.source,
-                error: f.error.to_string(),
+            .map(|f| {
+                // Sanitized as error bodies are: the detail goes to the log.
+                let e = crate::error::ApiError::from(f.error);
+                IngestFailureOut {
+                    id: f.document_id.as_str().to_owned(),
+                    source: f.source,
+                    error: e.message,
+                    code: e.code.to_owned(),
+                }
             })
             .collect(),
         chunks_written: r.chunks_written,

@@ -39,6 +39,26 @@ pub async fn health() -> Json<Status> {
     })
 }
 
+/// How long `/ready` waits for each of the store and the session store.
+const READY_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// A readiness check that fails after [`READY_CHECK_TIMEOUT`]: a backend
+/// that does not answer (a database behind a dead network, a pool waiting
+/// for a connection) fails the probe quickly instead of outlasting the
+/// prober's own timeout.
+async fn bounded(
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    tokio::time::timeout(READY_CHECK_TIMEOUT, check)
+        .await
+        .unwrap_or_else(|_| {
+            Err(format!(
+                "no answer within {} s",
+                READY_CHECK_TIMEOUT.as_secs()
+            ))
+        })
+}
+
 /// Readiness: the store, the session store and the LLM are reachable.
 /// Everyone gets `ok` or `unavailable`; each check's state (and why it
 /// fails) is shown only to a request with an `admin` key, and logged.
@@ -59,14 +79,18 @@ pub async fn ready(
     };
     push(
         "store",
-        state.rag.store().health().await.map_err(|e| e.to_string()),
+        bounded(async { state.rag.store().health().await.map_err(|e| e.to_string()) }).await,
     );
     let sessions = match state.rag.sessions() {
-        Some(s) => s
-            .list(&rag::Namespace::default(), 1)
+        Some(s) => {
+            bounded(async move {
+                s.list(&rag::Namespace::default(), 1)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
             .await
-            .map(|_| ())
-            .map_err(|e| e.to_string()),
+        }
         None => Err("no session store".into()),
     };
     push("sessions", sessions);

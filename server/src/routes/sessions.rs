@@ -107,9 +107,17 @@ pub async fn create(
         new = new.with_metadata(m);
     }
     let cap = state.config.sessions.max_per_namespace;
-    if cap > 0 && store(&state)?.list(&new.namespace, cap).await?.len() >= cap {
-        return Err(ApiError::session_limit(cap));
-    }
+    // Count and create under one lock (one process; several replicas
+    // sharing a session store can each admit one more).
+    let _guard = if cap > 0 {
+        let guard = state.session_creation.lock().await;
+        if store(&state)?.list(&new.namespace, cap).await?.len() >= cap {
+            return Err(ApiError::session_limit(cap));
+        }
+        Some(guard)
+    } else {
+        None
+    };
     let s = state.rag.create_session(new).await?;
     Ok((StatusCode::CREATED, Json(session_out(&s))))
 }

@@ -979,6 +979,8 @@ struct LoggingStore {
     hold_upserts_until_lookups: usize,
     batch: usize,
     reject: Option<&'static str>,
+    /// Every upsert fails as a full disk does.
+    broken: bool,
 }
 
 impl LoggingStore {
@@ -990,6 +992,7 @@ impl LoggingStore {
             hold_upserts_until_lookups,
             batch: 1,
             reject: None,
+            broken: false,
         }
     }
     fn log(&self) -> Vec<String> {
@@ -1011,6 +1014,14 @@ impl VectorStore for LoggingStore {
             .collect();
         docs.dedup();
         let doc = docs.join(",");
+        if self.broken {
+            self.log.lock().push(format!("failed {doc}"));
+            return Err(Error::backend(
+                "test",
+                false,
+                "No space left on device (os error 28)",
+            ));
+        }
         if self.reject.is_some_and(|r| docs.contains(&r)) {
             self.log.lock().push(format!("rejected {doc}"));
             return Err(Error::invalid_input("this store refuses that document"));
@@ -1147,6 +1158,37 @@ async fn a_document_in_consecutive_rounds_is_looked_up_after_its_first_write() {
         answer.sources.iter().all(|s| s.document_id.as_str() != "a"),
         "a v1's chunks are gone: {:?}",
         answer.sources
+    );
+}
+
+#[tokio::test]
+async fn a_failing_store_is_not_tried_document_by_document_for_ever() {
+    let store = Arc::new(LoggingStore {
+        batch: 8,
+        broken: true,
+        ..LoggingStore::new(0)
+    });
+    let rag = windowed(store.clone(), 16);
+    let docs: Vec<Document> = (0..8)
+        .map(|i| Document::new(format!("d{i}"), format!("Document {i} is about topic{i}.")))
+        .collect();
+    let report = rag.ingest_many(docs).await;
+    assert!(report.added.is_empty());
+    assert_eq!(report.failed.len(), 8, "every document is reported failed");
+    for f in &report.failed {
+        assert!(f.error.to_string().contains("No space"), "{}", f.error);
+    }
+    let mut log = store.log();
+    log.retain(|e| !e.starts_with("lookup"));
+    // The group, then three documents alone; the other five are not tried.
+    assert_eq!(
+        log,
+        [
+            "failed d0,d1,d2,d3,d4,d5,d6,d7",
+            "failed d0",
+            "failed d1",
+            "failed d2"
+        ]
     );
 }
 

@@ -93,6 +93,16 @@ pub async fn serve(
         let done = done.clone();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
+            // hyper's timer starts once it knows the protocol: until then a
+            // client that sends nothing (or a part of the HTTP/2 preface)
+            // is bounded here.
+            if tokio::time::timeout(header_timeout, protocol_known(&stream))
+                .await
+                .map_or(true, |r| r.is_err())
+            {
+                drop(done);
+                return;
+            }
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut conn = std::pin::pin!(conn);
             let stopping = async move {
@@ -125,6 +135,25 @@ pub async fn serve(
     } else {
         tracing::warn!("shutdown deadline passed with requests still in flight");
         Ok(false)
+    }
+}
+
+/// Waits until the connection's first bytes tell HTTP/1 from HTTP/2 (whose
+/// preface is 24 fixed bytes), without consuming them; an error at EOF.
+async fn protocol_known(stream: &tokio::net::TcpStream) -> std::io::Result<()> {
+    const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    let mut buf = [0u8; 24];
+    loop {
+        let n = stream.peek(&mut buf).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if n == buf.len() || buf[..n] != H2_PREFACE[..n] {
+            return Ok(());
+        }
+        // A part of the preface: wait for the rest (peek returns at once
+        // while those bytes sit unread).
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 

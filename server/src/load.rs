@@ -168,6 +168,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let next = Arc::new(AtomicUsize::new(0));
     let errors = Arc::new(AtomicUsize::new(0));
+    // The first few failures, to say what they were.
+    let failures = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let started = Instant::now();
     let deadline = duration.map(|d| started + d);
     // Resident memory every second while a timed run lasts.
@@ -187,11 +189,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let mut tasks = Vec::with_capacity(clients);
     for _ in 0..clients {
-        let (client, endpoint, next, errors) = (
+        let (client, endpoint, next, errors, failures) = (
             client.clone(),
             endpoint.clone(),
             next.clone(),
             errors.clone(),
+            failures.clone(),
         );
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -202,13 +205,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 let body = serde_json::json!({ "question": QUESTIONS[i % QUESTIONS.len()] });
                 let t = Instant::now();
-                let ok = match client.post(&endpoint).json(&body).send().await {
-                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
-                    _ => false,
+                let failure = match client.post(&endpoint).json(&body).send().await {
+                    Ok(r) if r.status().is_success() => {
+                        r.bytes().await.err().map(|e| e.to_string())
+                    }
+                    Ok(r) => Some(format!(
+                        "{}: {}",
+                        r.status(),
+                        r.text().await.unwrap_or_default()
+                    )),
+                    Err(e) => Some(format!("{e:?}")),
                 };
                 latencies.push(t.elapsed());
-                if !ok {
+                if let Some(f) = failure {
                     errors.fetch_add(1, Ordering::Relaxed);
+                    let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+                    if failures.len() < 5 {
+                        failures.push(f);
+                    }
                 }
             }
             latencies
@@ -234,6 +248,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         all.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
         errors
     );
+    for f in failures.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        println!("failed: {f}");
+    }
     let mut failed = errors > 0;
     if let (Some(d), false) = (duration, samples.is_empty()) {
         let warmup = arg(&args, "--warmup", d.as_secs_f64() / 5.0);

@@ -13,6 +13,11 @@ use crate::types::{Chunk, Document, DocumentId, EmbeddedChunk, Namespace};
 
 use super::{Inner, Rag};
 
+/// Documents of a failed group written alone that may fail in a row, for a
+/// reason other than their content, before the store is taken to be failing
+/// and the rest of the group is not tried.
+const STORE_DOWN_AFTER: usize = 3;
+
 /// A progress callback, called once per document as it finishes.
 pub type ProgressFn = Arc<dyn Fn(&IngestProgress) + Send + Sync>;
 
@@ -518,7 +523,9 @@ impl Inner {
     }
 
     /// Upserts documents in one call; when a call of several fails, each
-    /// document is retried alone (upserts replace, so a part the failed
+    /// document is retried alone (until [`STORE_DOWN_AFTER`] in a row fail
+    /// for a reason other than their content: then the rest fail with that
+    /// error) (upserts replace, so a part the failed
     /// call may have written is simply written again). The chunks are
     /// moved into one batch and each document's retry borrows its part of
     /// it: nothing is copied. Returns each document with whether it
@@ -552,9 +559,31 @@ impl Inner {
             }
         }
         let mut out = Vec::with_capacity(docs.len());
+        // Writing alone isolates a document the store refuses; when several
+        // in a row fail for a reason that is not the document (a full disk,
+        // a dead database), the store is failing and the rest are not tried.
+        let mut failing_in_a_row = 0;
+        let mut store_down: Option<Error> = None;
         for (doc, existed, range) in docs {
             let n = range.len();
-            let result = self.store.upsert(ns, &all[range]).await;
+            let result = match &store_down {
+                Some(e) => Err(e.clone()),
+                None => self.store.upsert(ns, &all[range]).await,
+            };
+            match &result {
+                Err(e) if !matches!(e, Error::InvalidInput { .. }) => {
+                    failing_in_a_row += 1;
+                    if failing_in_a_row >= STORE_DOWN_AFTER && store_down.is_none() {
+                        tracing::warn!(
+                            namespace = %ns,
+                            error = %e,
+                            "{STORE_DOWN_AFTER} documents in a row failed to write: not trying the rest of the group"
+                        );
+                        store_down = Some(e.clone());
+                    }
+                }
+                _ => failing_in_a_row = 0,
+            }
             out.push((doc, existed, n, result));
         }
         out

@@ -84,7 +84,8 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
     c.request_timeout_secs = 2;
     let s = Server::start(c).await;
     let addr = s.addr();
-    // 300 connections that send half their headers and then nothing.
+    // 300 connections that send half their headers and then nothing, and
+    // (below) 100 that send nothing.
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut conn = TcpStream::connect(addr).await.unwrap();
@@ -92,6 +93,10 @@ async fn slow_clients_are_cut_off_while_others_are_served() {
             .await
             .unwrap();
         slow.push(conn);
+    }
+    // 100 that connect and send nothing at all.
+    for _ in 0..100 {
+        slow.push(TcpStream::connect(addr).await.unwrap());
     }
     // One that sends its headers and a third of its body.
     let mut trickle = TcpStream::connect(addr).await.unwrap();

@@ -320,6 +320,17 @@ async fn a_failing_provider_is_survived_through_retry_fallback_and_the_breaker()
         "{made} upstream calls for {questions} questions"
     );
     let metrics = s.get_text("/metrics", None).await;
+    eprintln!(
+        "provider faults, {} s a phase: {questions} questions from {CLIENTS} clients, {} answered \
+         during the outage (all by the fallback), 0 failed; {made} calls to the failing provider; \
+         slowest answer {slowest:.2} s; breaker open at {:?} s",
+        p.as_secs_f64(),
+        during.len(),
+        breaker
+            .iter()
+            .find(|(_, v)| *v == 2.0)
+            .map(|(t, _)| (t * 10.0).round() / 10.0)
+    );
     assert!(
         counter(&metrics, "rag_fallbacks_total") >= during.len() as f64 * 0.9,
         "{metrics}"
@@ -579,6 +590,7 @@ async fn postgres_killed_mid_ingest_fails_cleanly_and_a_rerun_completes() {
         }
     }
     assert!(failed_docs > 0, "the kill landed after the ingest finished");
+    let acknowledged = (replies.len() - 1) * 250;
     // Readiness says so while the database is down.
     let r = s.get("/ready", None).send().await.unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -622,6 +634,11 @@ async fn postgres_killed_mid_ingest_fails_cleanly_and_a_rerun_completes() {
     );
     assert_eq!(added + unchanged, DOCS);
     assert_eq!(all_documents(&s).await, expected);
+    eprintln!(
+        "PostgreSQL killed after {acknowledged} of {DOCS} documents were acknowledged: {} stored \
+         whole, none half written; the rerun added {added}, found {unchanged} unchanged",
+        stored.len()
+    );
     // And questions find what was written after the restart.
     let a: Value = s
         .post_json(
@@ -674,7 +691,11 @@ impl SmallFs {
 
 impl Drop for SmallFs {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.0).status();
+        // Lazily: the server of the test may still hold files open in it.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
         let _ = std::fs::remove_dir(&self.0);
     }
 }
@@ -718,6 +739,10 @@ async fn lance_on_a_full_filesystem_fails_clearly_and_stays_readable() {
         }
     }
     let (status, body, batch) = refused.expect("12 MiB filled up");
+    eprintln!(
+        "LanceDB on a 12 MiB tmpfs: full after {} documents acknowledged; the next request: {status}",
+        acknowledged.len()
+    );
     assert!(!acknowledged.is_empty(), "nothing fitted: {body}");
     // A clear error: a backend error with the request id, or per-document
     // failures, and no path or OS detail.

@@ -383,25 +383,15 @@ async fn without_a_fallback_clients_get_429_502_503_then_answers() {
         assert!(!body.contains("127.0.0.1"), "{body}");
     }
     let ps = p.as_secs_f64();
-    // While the provider limits, clients are told to come back: its 429
-    // passed on, or (once the limits have opened the breaker) 503
-    // `circuit_open`, both with Retry-After.
-    let limited: Vec<_> = answers
-        .iter()
-        .filter(|a| a.0 + a.4 < ps && a.1 != StatusCode::OK)
-        .collect();
-    assert!(!limited.is_empty(), "no answer while the provider limited");
-    for a in limited {
-        assert!(
-            [
-                StatusCode::TOO_MANY_REQUESTS,
-                StatusCode::SERVICE_UNAVAILABLE
-            ]
-            .contains(&a.1)
-                && a.3.is_some(),
-            "{a:?}"
-        );
-    }
+    // Questions asked while the provider limits are not answered (every
+    // `429` or `503` carries Retry-After: checked above); their retries may
+    // end in the next phase, so no more than that is asserted of them.
+    let limited: Vec<_> = answers.iter().filter(|a| a.0 < ps).collect();
+    assert!(
+        !limited.is_empty(),
+        "no question while the provider limited"
+    );
+    assert!(limited.iter().all(|a| !answered(a)), "{limited:?}");
     assert!(
         answers
             .iter()

@@ -175,11 +175,12 @@ pub fn loader(data: &[u8]) {
         return;
     };
     let ext = ["md", "txt", "rs", "png", ""][usize::from(seed) % 5];
-    let dir = scratch_dir();
-    let path = dir.join(if ext.is_empty() {
-        "file".to_owned()
+    // One file per process (AFL++ runs several), removed after each input.
+    let name = format!("file-{}", std::process::id());
+    let path = scratch_dir().join(if ext.is_empty() {
+        name
     } else {
-        format!("file.{ext}")
+        format!("{name}.{ext}")
     });
     std::fs::write(&path, bytes).expect("a scratch file");
     let report = load_path(&path, &LoadOptions::default()).expect("an existing file loads");
@@ -215,7 +216,9 @@ fn scratch_dir() -> &'static std::path::Path {
         } else {
             std::env::temp_dir()
         };
-        let dir = base.join(format!("rag-fuzz-loader-{}", std::process::id()));
+        // Shared by every process: a directory each would be left behind by
+        // each of the processes AFL++ forks (thousands in a long run).
+        let dir = base.join("rag-fuzz-loader");
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         dir
     })

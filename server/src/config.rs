@@ -393,11 +393,19 @@ pub struct UiSettings {
     /// The chat page at `/` and its assets under `/ui/` (`RAG_UI_CHAT`,
     /// `true` or `false`); when off, both answer `404`.
     pub chat: bool,
+    /// The interactive API documentation: Swagger UI at `/docs` and ReDoc
+    /// at `/redoc`, with their assets under `/docs/assets/`
+    /// (`RAG_UI_API_DOCS`, `true` or `false`); when off, they answer `404`
+    /// and `/openapi.json` does not list them.
+    pub api_docs: bool,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
-        Self { chat: true }
+        Self {
+            chat: true,
+            api_docs: true,
+        }
     }
 }
 
@@ -543,6 +551,15 @@ impl ServerConfig {
                 "true" | "1" | "on" => true,
                 "false" | "0" | "off" => false,
                 _ => return Err(format!("RAG_UI_CHAT must be true or false, got {v:?}")),
+            };
+        }
+        if let Some(v) = var("RAG_UI_API_DOCS") {
+            self.ui.api_docs = match v.trim() {
+                "true" | "1" | "on" => true,
+                "false" | "0" | "off" => false,
+                _ => {
+                    return Err(format!("RAG_UI_API_DOCS must be true or false, got {v:?}"));
+                }
             };
         }
         if let Some(v) = var("RAG_RATE_LIMIT_PER_KEY") {
@@ -818,5 +835,24 @@ mod tests {
             c.apply_env(|k| (k == "RAG_API_KEYS").then(|| "x|y|root".into()))
                 .is_err()
         );
+    }
+
+    #[test]
+    fn the_pages_are_turned_off_from_the_environment() {
+        let mut c = ServerConfig::default();
+        assert!(c.ui.chat && c.ui.api_docs, "both on by default");
+        c.apply_env(|k| match k {
+            "RAG_UI_API_DOCS" => Some("false".into()),
+            "RAG_UI_CHAT" => Some("0".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(!c.ui.chat && !c.ui.api_docs);
+        let err = ServerConfig::default()
+            .apply_env(|k| (k == "RAG_UI_API_DOCS").then(|| "maybe".into()))
+            .unwrap_err();
+        assert!(err.contains("RAG_UI_API_DOCS"), "{err}");
+        let c: ServerConfig = toml::from_str("[ui]\napi_docs = false\n").unwrap();
+        assert!(c.ui.chat && !c.ui.api_docs);
     }
 }

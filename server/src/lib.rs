@@ -7,6 +7,8 @@
 pub mod auth;
 pub mod config;
 pub mod error;
+#[cfg(feature = "fuzz")]
+pub mod fuzz;
 pub mod llama;
 pub mod openai_compat;
 pub mod routes;

@@ -564,6 +564,14 @@ fn patch_requests(doc: &mut Value) {
             json!({"type": "string", "enum": crate::routes::ui::asset_names()}),
         );
     }
+    if doc.pointer(&op("/docs/assets/{asset}", "get")).is_some() {
+        let p = param(doc, "/docs/assets/{asset}", "get", "asset");
+        set(
+            doc,
+            &p,
+            json!({"type": "string", "enum": crate::routes::api_docs::asset_names()}),
+        );
+    }
     let p = param(doc, "/v1/documents", "get", "after");
     set(doc, &p, nullable(schema_ref("DocumentId")));
     for method in ["get", "delete"] {

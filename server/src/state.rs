@@ -4,15 +4,17 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+#[cfg(feature = "local")]
 use rag::local::{CrossEncoderReranker, LocalChat, LocalModels};
 use rag::memory::{MemoryConfig, MemorySessionConfig};
 use rag::{
-    AnswerCacheConfig, AutoChunker, BreakerConfig, CachedEmbedder, ChunkSize, Chunker,
-    CircuitBreaker, ConcurrencyLimit, EmbedCacheConfig, Embedder, Fallback, GroundedAnswerer,
-    HashEmbedder, Instrumented, LlmClient, MemorySessionStore, MemoryVectorStore, PromptGuard, Rag,
-    RagConfig, RateLimit, RateLimitConfig, Reranker, Retry, RetryPolicy, SessionStore, Timeout,
-    TokenEncoding, VectorStore,
+    AnswerCacheConfig, BreakerConfig, CachedEmbedder, Chunker, CircuitBreaker, ConcurrencyLimit,
+    EmbedCacheConfig, Embedder, Fallback, GroundedAnswerer, HashEmbedder, Instrumented, LlmClient,
+    MemorySessionStore, MemoryVectorStore, PromptGuard, Rag, RagConfig, RateLimit, RateLimitConfig,
+    Reranker, Retry, RetryPolicy, SessionStore, Timeout, VectorStore,
 };
+#[cfg(feature = "local")]
+use rag::{AutoChunker, ChunkSize, TokenEncoding};
 
 use crate::auth::{KeyRing, Limits};
 use crate::config::ServerConfig;
@@ -173,16 +175,31 @@ fn openai_embedder(
     rag::openai::OpenAiEmbedder::new(c)
 }
 
+/// A PostgreSQL pool shared by the pgvector store and the sessions (none
+/// can exist in a server built without the `pgvector` feature).
+#[cfg(feature = "pgvector")]
+type PgPool = rag::pgvector::PgPool;
+#[cfg(not(feature = "pgvector"))]
+type PgPool = std::convert::Infallible;
+
+/// The error of a configuration that names a backend this server was built
+/// without.
+#[allow(dead_code, reason = "unused when every backend is built in")]
+fn not_built(what: &str, kind: &str) -> String {
+    format!("{what} ({kind}): this server was built without the `{kind}` feature of rag-server")
+}
+
 /// The vector store of `config`, and its PostgreSQL pool when it has one.
 async fn build_store(
     config: &ServerConfig,
     embedder: &dyn Embedder,
-    env: &impl Fn(&str) -> Option<String>,
+    #[cfg_attr(not(feature = "qdrant"), allow(unused_variables))] env: &impl Fn(&str) -> Option<String>,
     persist: &mut Option<(Arc<MemoryVectorStore>, std::path::PathBuf)>,
-) -> Result<(Arc<dyn VectorStore>, Option<rag::pgvector::PgPool>), String> {
+) -> Result<(Arc<dyn VectorStore>, Option<PgPool>), String> {
     let err = |what: String| move |e: rag::Error| format!("{what}: {e}");
     let s = &config.store;
     Ok(match s.kind.as_str() {
+        #[cfg(feature = "pgvector")]
         "pgvector" => {
             use rag::pgvector::{PgVectorConfig, PgVectorStore, PoolConfig};
             let url = s.url.clone().unwrap_or_default();
@@ -199,6 +216,7 @@ async fn build_store(
             let pool = store.pool().clone();
             (Arc::new(store), Some(pool))
         }
+        #[cfg(feature = "qdrant")]
         "qdrant" => {
             use rag::qdrant::{QdrantConfig, QdrantStore};
             let url = s
@@ -217,6 +235,7 @@ async fn build_store(
                 .map_err(err(format!("store (qdrant, {url})")))?;
             (Arc::new(store), None)
         }
+        #[cfg(feature = "lance")]
         "lance" => {
             use rag::lance::{LanceConfig, LanceVectorStore};
             let dir = s
@@ -229,6 +248,12 @@ async fn build_store(
                 .map_err(err(format!("store (lance, {})", dir.display())))?;
             (Arc::new(store), None)
         }
+        #[cfg(not(feature = "pgvector"))]
+        "pgvector" => return Err(not_built("store", "pgvector")),
+        #[cfg(not(feature = "qdrant"))]
+        "qdrant" => return Err(not_built("store", "qdrant")),
+        #[cfg(not(feature = "lance"))]
+        "lance" => return Err(not_built("store", "lance")),
         _ => {
             let mc = MemoryConfig::default().with_dimensions(embedder.dimensions());
             let store = match &s.path {
@@ -249,7 +274,7 @@ async fn build_store(
 /// database, or the pgvector store's pool).
 async fn build_sessions(
     config: &ServerConfig,
-    store_pool: Option<rag::pgvector::PgPool>,
+    store_pool: Option<PgPool>,
     persist: &mut Option<(Arc<MemorySessionStore>, std::path::PathBuf)>,
 ) -> Result<Arc<dyn SessionStore>, String> {
     let c = &config.sessions;
@@ -267,6 +292,25 @@ async fn build_sessions(
         }
         return Ok(store);
     }
+    postgres_sessions(config, ttl, store_pool).await
+}
+
+#[cfg(not(feature = "pgvector"))]
+async fn postgres_sessions(
+    _: &ServerConfig,
+    _: Option<Duration>,
+    _: Option<PgPool>,
+) -> Result<Arc<dyn SessionStore>, String> {
+    Err(not_built("session store", "pgvector"))
+}
+
+#[cfg(feature = "pgvector")]
+async fn postgres_sessions(
+    config: &ServerConfig,
+    ttl: Option<Duration>,
+    store_pool: Option<PgPool>,
+) -> Result<Arc<dyn SessionStore>, String> {
+    let c = &config.sessions;
     use rag::pgvector::{PgSessionConfig, PgSessionStore, PoolConfig};
     let err = |e: rag::Error| format!("session store (postgres): {e}");
     let mut sc = PgSessionConfig::default().with_default_ttl(ttl);
@@ -344,6 +388,7 @@ pub fn store_dir_name(embedder: &dyn Embedder) -> String {
     format!("{}-{}", slug.trim_end_matches('-'), embedder.dimensions())
 }
 
+#[cfg(feature = "local")]
 /// The local models (rag-local) that the configuration asks for, loaded.
 #[derive(Default)]
 pub struct LocalLoaded {
@@ -358,6 +403,7 @@ pub struct LocalLoaded {
     pub chat: Option<LocalChat>,
 }
 
+#[cfg(feature = "local")]
 /// The local embedding models `rag-local` can run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LocalEmbedderModel {
@@ -367,10 +413,12 @@ pub enum LocalEmbedderModel {
     MiniLm,
 }
 
+#[cfg(feature = "local")]
 /// The embedder of `local` and `auto`: the one that measured best on the
 /// SciFact TRAIN split (`docs/evaluation.md`).
 pub const DEFAULT_LOCAL_EMBEDDER: LocalEmbedderModel = LocalEmbedderModel::Bge;
 
+#[cfg(feature = "local")]
 impl LocalEmbedderModel {
     fn other(self) -> Self {
         match self {
@@ -420,6 +468,7 @@ impl LocalEmbedderModel {
     }
 }
 
+#[cfg(feature = "local")]
 /// Loads the local models that `config` asks for from the models directory
 /// (`RAG_MODELS_DIR`, else `~/.cache/rag/models`). `local` requires the
 /// model: missing or damaged is an error that names the file and
@@ -439,6 +488,7 @@ pub fn load_local_models(config: &ServerConfig) -> Result<LocalLoaded, String> {
     load_local(&config.embedder.kind, &config.reranker.kind, llm)
 }
 
+#[cfg(feature = "local")]
 /// [`load_local_models`] for the three kinds (`local`, `auto` or anything
 /// else for "not local") of the embedder, the reranker and the LLM.
 pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoaded, String> {
@@ -509,6 +559,69 @@ pub fn load_local(embedder: &str, reranker: &str, llm: &str) -> Result<LocalLoad
     Ok(loaded)
 }
 
+/// The local models directory (`RAG_MODELS_DIR`, else
+/// `~/.cache/rag/models`), where the embedded reader's model is too.
+#[cfg(feature = "local")]
+fn models_dir() -> Result<std::path::PathBuf, String> {
+    LocalModels::from_env()
+        .map(|m| m.dir().to_path_buf())
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "local"))]
+fn models_dir() -> Result<std::path::PathBuf, String> {
+    Err("this server was built without the `local` feature of rag-server".into())
+}
+
+/// The local models the configuration asks for, as the pipeline takes them:
+/// embedder, its chunker, reranker, chat model.
+type LocalParts = (
+    Option<Arc<dyn Embedder>>,
+    Option<Arc<dyn Chunker>>,
+    Option<Arc<dyn Reranker>>,
+    Option<Arc<dyn LlmClient>>,
+);
+
+/// [`load_local_models`], off the async threads (loading reads files).
+#[cfg(feature = "local")]
+async fn local_parts(config: &ServerConfig) -> Result<LocalParts, String> {
+    let local_config = config.clone();
+    let local = tokio::task::spawn_blocking(move || load_local_models(&local_config))
+        .await
+        .map_err(|e| format!("loading local models: {e}"))??;
+    Ok((
+        local.embedder,
+        local.chunker,
+        local.reranker.map(|r| Arc::new(r) as Arc<dyn Reranker>),
+        local.chat.map(|c| Arc::new(c) as Arc<dyn LlmClient>),
+    ))
+}
+
+/// Without the `local` feature: a kind that requires a local model is an
+/// error, `auto` goes without.
+#[cfg(not(feature = "local"))]
+async fn local_parts(config: &ServerConfig) -> Result<LocalParts, String> {
+    let required = [
+        (
+            "embedder",
+            config.embedder.kind.as_str(),
+            ["local", "bge", "minilm"].as_slice(),
+        ),
+        (
+            "reranker",
+            config.reranker.kind.as_str(),
+            ["local"].as_slice(),
+        ),
+        ("llm", config.llm.kind.as_str(), ["local"].as_slice()),
+    ];
+    for (what, kind, local) in required {
+        if local.contains(&kind) {
+            return Err(not_built(what, "local"));
+        }
+    }
+    Ok((None, None, None, None))
+}
+
 impl AppState {
     /// Builds the pipeline and its backends; a clear message on failure.
     /// Secrets (`OPENAI_API_KEY`, `GROQ_API_KEY`, `QDRANT_API_KEY`) come
@@ -534,11 +647,11 @@ impl AppState {
         // llama-server and the reader model are there.
         let mut reader = None;
         if matches!(config.llm.kind.as_str(), "reader" | "auto") {
-            let started = match LocalModels::from_env() {
-                Ok(models) => crate::llama::start_reader(models.dir())
+            let started = match models_dir() {
+                Ok(dir) => crate::llama::start_reader(&dir)
                     .await
                     .map_err(|e| format!("llm (reader): {e}"))?,
-                Err(e) => Err(e.to_string()),
+                Err(e) => Err(e),
             };
             match started {
                 Ok((server, llm)) => {
@@ -555,17 +668,8 @@ impl AppState {
             }
         }
 
-        // Local models (off the async threads: loading reads files).
-        let local_config = config.clone();
-        let local = tokio::task::spawn_blocking(move || load_local_models(&local_config))
-            .await
-            .map_err(|e| format!("loading local models: {e}"))??;
-        let LocalLoaded {
-            embedder: local_embedder,
-            chunker: local_chunker,
-            reranker: local_reranker,
-            chat: local_chat,
-        } = local;
+        let (local_embedder, local_chunker, local_reranker, local_chat) =
+            local_parts(&config).await?;
 
         // Embedder.
         let embedder: Arc<dyn Embedder> = match (config.embedder.kind.as_str(), local_embedder) {
@@ -589,7 +693,7 @@ impl AppState {
                 (_, _) if reader.is_some() => {
                     (reader.map(|(_, llm)| local_layers(llm, &config)), "reader")
                 }
-                ("local", Some(chat)) => (Some(local_layers(Arc::new(chat), &config)), "local"),
+                ("local", Some(chat)) => (Some(local_layers(chat, &config)), "local"),
                 (kind @ ("openai" | "groq"), _) => {
                     let l = &config.llm;
                     let primary = remote_llm(kind, l.base_url.as_deref(), l.model.as_deref(), &env)
@@ -612,8 +716,7 @@ impl AppState {
                 }
                 _ => (None, "extractive"),
             };
-        let reranker: Option<Arc<dyn Reranker>> =
-            local_reranker.map(|r| Arc::new(r) as Arc<dyn Reranker>);
+        let reranker = local_reranker;
 
         let mut builder = Rag::builder()
             .embedder_arc(embedder)

@@ -2689,6 +2689,161 @@ async fn the_chat_page_is_served_with_its_own_policy_and_can_be_turned_off() {
 }
 
 #[tokio::test]
+async fn the_api_docs_are_served_from_the_binary_with_their_own_policies_and_can_be_turned_off() {
+    let s = Server::start(secured()).await;
+    let policy = |r: &reqwest::Response| {
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // The pages need no key; they read /openapi.json beside them.
+    for (path, script) in [
+        ("/docs", "docs/assets/swagger-ui-bundle.js"),
+        ("/redoc", "docs/assets/redoc.standalone.js"),
+    ] {
+        let page = s.get(path, None).send().await.unwrap();
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        assert!(
+            page.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html")
+        );
+        let csp = policy(&page);
+        // Scripts from here only, none inline or evaluated; requests to
+        // this server only (the key typed in "Authorize" cannot leave).
+        assert!(csp.contains("script-src 'self';"), "{path}: {csp}");
+        assert!(csp.contains("connect-src 'self';"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-eval"), "{path}: {csp}");
+        assert!(csp.starts_with("default-src 'none';"), "{path}: {csp}");
+        assert_eq!(page.headers()["x-frame-options"], "DENY");
+        let html = page.text().await.unwrap();
+        assert!(html.contains(script), "{path} loads {script}");
+        assert!(
+            !html.contains("http://") && !html.contains("https://"),
+            "{path}: nothing from elsewhere"
+        );
+    }
+    let redoc = s.get("/redoc", None).send().await.unwrap();
+    assert!(policy(&redoc).contains("worker-src 'self' blob:"));
+    // The API keeps its strict policy.
+    let api = s.get("/openapi.json", None).send().await.unwrap();
+    assert_eq!(policy(&api), "default-src 'none'; frame-ancestors 'none'");
+
+    // A vendored script: compressed to a client that takes gzip, plain to
+    // one that does not, each with its own entity tag.
+    let path = "/docs/assets/swagger-ui-bundle.js";
+    let gz = s
+        .get(path, None)
+        .header("accept-encoding", "br, gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gz.status(), StatusCode::OK);
+    assert_eq!(gz.headers()["content-encoding"], "gzip");
+    assert_eq!(gz.headers()["vary"], "accept-encoding");
+    assert!(
+        gz.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    let gz_tag = gz.headers()["etag"].to_str().unwrap().to_owned();
+    let gz_body = gz.bytes().await.unwrap();
+    assert_eq!(&gz_body[..2], &[0x1f, 0x8b], "gzip magic");
+    for refused in [None, Some("gzip;q=0, identity"), Some("br")] {
+        let mut req = s.get(path, None);
+        if let Some(v) = refused {
+            req = req.header("accept-encoding", v);
+        }
+        let plain = req.send().await.unwrap();
+        assert_eq!(plain.status(), StatusCode::OK);
+        assert!(
+            plain.headers().get("content-encoding").is_none(),
+            "{refused:?}"
+        );
+        let tag = plain.headers()["etag"].to_str().unwrap().to_owned();
+        assert_ne!(tag, gz_tag, "one tag per representation");
+        let text = plain.text().await.unwrap();
+        assert!(text.contains("SwaggerUIBundle"), "{refused:?}");
+        assert!(text.len() > 4 * gz_body.len() / 2, "decompressed");
+    }
+    let again = s
+        .get(path, None)
+        .header("accept-encoding", "gzip")
+        .header("if-none-match", &gz_tag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+    for (asset, kind) in [
+        ("swagger-ui.css", "text/css"),
+        ("swagger-init.js", "text/javascript"),
+        ("redoc.standalone.js", "text/javascript"),
+        ("icon.svg", "image/svg+xml"),
+    ] {
+        let r = s
+            .get(&format!("/docs/assets/{asset}"), None)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{asset}");
+        assert!(
+            r.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind),
+            "{asset}"
+        );
+    }
+    for bad in [
+        "/docs/assets/../Cargo.toml",
+        "/docs/assets/app.js",
+        "/docs/",
+    ] {
+        let (status, body) = error_of(s.get(bad, None).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{bad}");
+        assert_eq!(body["error"]["code"], "not_found", "{bad}");
+    }
+
+    // The document offers the pages and names their assets.
+    let doc = s.get_json("/openapi.json", None).await;
+    for p in ["/docs", "/redoc", "/docs/assets/{asset}"] {
+        assert!(
+            doc["paths"][p]["get"].is_object(),
+            "{p} missing from openapi.json"
+        );
+    }
+    let names = &doc["paths"]["/docs/assets/{asset}"]["get"]["parameters"][0]["schema"]["enum"];
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .contains(&json!("swagger-ui-bundle.js")),
+        "{names}"
+    );
+
+    // Turned off: 404, and not in the document; the chat page stays.
+    let mut off = secured();
+    off.ui.api_docs = false;
+    let s = Server::start(off).await;
+    for path in ["/docs", "/redoc", "/docs/assets/swagger-ui.css"] {
+        let (status, _) = error_of(s.get(path, None).send().await.unwrap()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
+    }
+    let doc = s.get_json("/openapi.json", None).await;
+    for p in ["/docs", "/redoc", "/docs/assets/{asset}"] {
+        assert!(doc["paths"].get(p).is_none(), "{p} still documented");
+    }
+    assert!(doc["paths"]["/"].is_object());
+    assert_eq!(
+        s.get("/", None).send().await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
 async fn backend_errors_reach_clients_as_codes_and_request_ids_without_detail() {
     use rag::Error as E;
     use rag::testkit::ScriptedLlm;
@@ -2818,4 +2973,14 @@ async fn backend_errors_reach_clients_as_codes_and_request_ids_without_detail() 
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(body["error"]["field"], "question");
     assert_eq!(body["error"]["request_id"], id.as_str());
+}
+
+/// Replays the request fuzz target's seed corpus and every crash it found
+/// (`fuzz/corpus/server_request`, `fuzz/regressions/server_request`)
+/// through the checks the fuzzer runs (`rag_server::fuzz::request`).
+#[cfg(feature = "fuzz")]
+#[test]
+fn server_request_fuzz_corpus() {
+    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz");
+    rag::fuzz::replay_corpus(&fuzz, "server_request", rag_server::fuzz::request);
 }

@@ -1,6 +1,7 @@
 //! The router and the handlers, one module per resource.
 
 pub mod admin;
+pub mod api_docs;
 pub mod ask;
 pub mod documents;
 pub mod feedback;
@@ -298,6 +299,12 @@ pub fn app(state: AppState) -> Router {
         router = router
             .route("/", get(ui::index))
             .route("/ui/{asset}", get(ui::asset));
+    }
+    if cfg.ui.api_docs {
+        router = router
+            .route("/docs", get(api_docs::swagger))
+            .route("/redoc", get(api_docs::redoc))
+            .route("/docs/assets/{asset}", get(api_docs::asset));
     }
     let mut router = router
         .fallback(no_route)

@@ -180,6 +180,7 @@ impl Modify for Security {
         crate::openai_compat::chat_completions, crate::openai_compat::models,
         super::admin::export, super::admin::import,
         super::ui::info, super::ui::index, super::ui::asset,
+        super::api_docs::swagger, super::api_docs::redoc, super::api_docs::asset,
     ),
     components(schemas(crate::error::ErrorBody, super::ask::DeltaOut)),
     modifiers(&Security)
@@ -203,6 +204,13 @@ pub async fn openapi(State(state): State<AppState>) -> impl IntoResponse {
         if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
             paths.remove("/");
             paths.remove("/ui/{asset}");
+        }
+    }
+    if !state.config.ui.api_docs
+        && let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut())
+    {
+        for p in super::api_docs::PATHS {
+            paths.remove(p);
         }
     }
     Json(doc)

@@ -14,7 +14,7 @@ delete the chat and the document. On the second: no key is asked for. Also
 keyboard use (Shift+Enter), phone width, dark mode and no Content-Security-
 Policy violation. Saves a screenshot of the answered chat to DIR/chat-page.png.
 
-Prints `browser: PASSED (N checks, S s)` or raises.
+Prints `browser: PASSED chat page (N checks, S s)` or raises.
 """
 
 import argparse
@@ -124,7 +124,9 @@ class Server:
         self.log.close()
 
 
-def browser(user_data):
+def browser(user_data, network_log=False):
+    """Headless Chromium; with `network_log`, every request the page makes
+    is readable from `driver.get_log("performance")`."""
     opts = webdriver.ChromeOptions()
     opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
     for arg in (
@@ -141,7 +143,10 @@ def browser(user_data):
         "--window-size=1280,800",
     ):
         opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    logs = {"browser": "ALL"}
+    if network_log:
+        logs["performance"] = "ALL"
+    opts.set_capability("goog:loggingPrefs", logs)
     service = Service(shutil.which("chromedriver") or "/usr/bin/chromedriver")
     return webdriver.Chrome(options=opts, service=service)
 
@@ -342,7 +347,7 @@ def main():
         for s in servers:
             s.stop()
         shutil.rmtree(work, ignore_errors=True)
-    print(f"browser: PASSED ({CHECKS} checks, {time.time() - started:.0f} s)")
+    print(f"browser: PASSED chat page ({CHECKS} checks, {time.time() - started:.0f} s)")
 
 
 if __name__ == "__main__":
